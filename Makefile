@@ -1,0 +1,42 @@
+# One-command entry points. Each creates .venv on first use.
+#   make test      unit tests + nbval on every notebook, fast mode (what CI runs)
+#   make workbook  get CIFAR-10 (or say it is offline), execute all notebooks, write figures/
+#   make lab       open JupyterLab in the environment
+#   make bench     speed benchmark against torch (writes benchmarks/results.json)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test workbook lab bench data strip clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test,oracle]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	WORKBOOK_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider \
+		--nbval-lax --nbval-current-env tests notebooks
+
+data: $(STAMP)
+	$(BIN)/python -c "import helpers; helpers.fetch_cifar10_or_explain()"
+
+workbook: data
+	mkdir -p build/executed figures
+	MPLBACKEND=Agg $(BIN)/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=-1 --output-dir build/executed notebooks/*.ipynb
+	@echo "Executed notebooks are in build/executed/, figures in figures/."
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+
+strip: $(STAMP)
+	$(BIN)/python tools/strip_outputs.py notebooks/*.ipynb
+
+clean:
+	rm -rf build .pytest_cache
