@@ -42,6 +42,8 @@ def is_fast() -> bool:
 # =====================================================================================
 # TEMPORARY during development: the data section is being written in _data_section.py
 # and will be inlined here.
+import sys as _sys  # noqa: E402  (TEMPORARY, removed when inlined)
+_sys.path.insert(0, str(ROOT))
 from _data_section import *  # noqa: E402,F401,F403
 
 # =====================================================================================
@@ -346,6 +348,10 @@ def load_debug_file(path=None, seed: int = 0):
     if missing:
         raise ValueError(f"{path} is not a debug file: keys {missing} are missing")
     return d, what
+
+
+# ---- notebook 01 helpers (widgets call these; tests call them too) ----
+# (end of notebook 01 helpers)
 
 
 # =====================================================================================
@@ -1096,6 +1102,67 @@ def load_checkpoint(path, like: dict | None = None):
     cfg = TrainConfig.from_dict(meta["config"]) if meta.get("config") else None
     hist = History.from_dict(meta["history"]) if meta.get("history") else None
     return params, cfg, hist
+
+def for_mode(cfg: TrainConfig, shrink: int = 20) -> TrainConfig:
+    """The config to run now: unchanged normally; in fast mode (WORKBOOK_FAST=1) the step is
+    divided by ``shrink`` (at least 10 updates) and evaluation uses at most 1000 training
+    images, so a notebook cell finishes in seconds. Fast-mode results are not real results."""
+    if not is_fast():
+        return cfg
+    return dataclasses.replace(cfg, step=max(10, cfg.step // shrink),
+                               eval_every=None, eval_train_n=min(cfg.eval_train_n, 1000),
+                               progress=False)
+
+
+def result_row(label: str, params: dict, cfg: TrainConfig, hist: History) -> dict:
+    """One results-table row: architecture, settings, final metrics, times, and the data."""
+    br = _branches(params)
+    return {"run": label, "f": [f for f, _, _ in br] if len(br) > 1 else br[0][0],
+            "nf": [params[k].shape[3] for _, k, _ in br] if len(br) > 1 else params[br[0][1]].shape[3],
+            "nh": params["W1"].shape[0], "updates": hist.updates_done,
+            "n_cycles": cfg.n_cycles, "step": cfg.step, "increasing": cfg.increasing,
+            "lam": cfg.lam, "eps": cfg.eps,
+            "train_acc": hist.train_acc[-1] if hist.train_acc else None,
+            "test_acc": hist.test_acc[-1] if hist.test_acc else None,
+            "test_loss": hist.test_loss[-1] if hist.test_loss else None,
+            "time_train_s": round(hist.time_train, 3), "time_eval_s": round(hist.time_eval, 3),
+            "data": data_label(hist.data), "fast_mode": is_fast()}
+
+
+def write_results(name: str, rows: list) -> Path:
+    """Write rows (dicts, e.g. from result_row) to figures/<name>.json (atomically) and return
+    the path. The README's results tables are made from these files."""
+    FIG_DIR.mkdir(parents=True, exist_ok=True)
+    path = FIG_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"fast_mode": is_fast(), "rows": rows}, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def results_markdown(rows: list, cols=("run", "f", "nf", "nh", "updates", "lam", "eps",
+                                       "test_acc", "time_train_s", "data")) -> str:
+    """A markdown table of result rows (accuracies shown in %)."""
+    def fmt(k, v):
+        if k.endswith("acc") and isinstance(v, float):
+            return f"{100 * v:.2f}%"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(k, r.get(k, "")) for k in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ---- notebook 03 helpers (widgets call these; tests call them too) ----
+# (end of notebook 03 helpers)
+
+# ---- notebook 04 helpers (widgets call these; tests call them too) ----
+# (end of notebook 04 helpers)
+
+# ---- notebook 05 helpers (widgets call these; tests call them too) ----
+# (end of notebook 05 helpers)
+
 
 # =====================================================================================
 # 5. plots
