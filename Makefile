@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	WORKBOOK_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider \
+	WORKBOOK_FAST=1 MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -p no:cacheprovider \
 		--nbval-lax --nbval-current-env tests notebooks
 
 data: $(STAMP)

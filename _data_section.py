@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import pickle
 import shutil
@@ -10,6 +11,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,7 @@ SYNTHETIC_VERSION = 1          # bump whenever the generator's output changes (c
 FAST_SIZES = {"n_train": 2000, "n_val": 500, "n_test": 1000}
 _N_POOL = {"train": 50000, "test": 10000}   # CIFAR-10's sizes; the synthetic pools match
 _STREAM = {"train": 0, "test": 1}           # synthetic train/test use separate RNG streams
+_CACHE_MIN = 5000           # synthetic requests larger than this use the on-disk pool cache
 
 _HOW_TO_GET = (f"download {CIFAR10_URL} yourself, extract it and set "
                f"CIFAR10_DIR=/path/to/{_CIFAR10_FOLDER} (or put the folder in {DATA_DIR})")
@@ -66,15 +69,16 @@ def md5_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fetch_once(url: str, tmp: Path, chunk: int, timeout: float, progress: bool) -> str:
-    """Stream ``url`` into the open-able path ``tmp``; return the md5 of what was written."""
+def _fetch_once(url: str, tmp: Path, chunk: int, timeout: float, progress: bool,
+                desc: str) -> str:
+    """Stream ``url`` into the file ``tmp``; return the md5 of what was written."""
     h = hashlib.md5(usedforsecurity=False)
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         total = resp.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
         got = 0
         with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                          unit_divisor=1024, desc=Path(tmp).name.split(".")[0],
+                                          unit_divisor=1024, desc=desc,
                                           disable=not progress, leave=False) as bar:
             while True:
                 block = resp.read(chunk)
@@ -109,13 +113,16 @@ def download_file(url: str, dest, md5: str | None = None, retries: int = 1,
     tmp = Path(tmp_name)
     last = ""
     try:
-        for attempt in range(retries + 1):
+        for _ in range(retries + 1):
             try:
-                digest = _fetch_once(url, tmp, chunk, timeout, progress)
+                digest = _fetch_once(url, tmp, chunk, timeout, progress, dest.name)
             except DownloadError as exc:           # cut short: worth another try
                 last = str(exc)
                 continue
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except http.client.IncompleteRead as exc:
+                last = f"download of {url} was cut short ({exc!r})"
+                continue
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
                 # URLError/HTTPError/timeouts/connection resets are all OSError;
                 # ValueError is urllib's "unknown url type".
                 reason = getattr(exc, "reason", None) or exc
@@ -123,6 +130,7 @@ def download_file(url: str, dest, md5: str | None = None, retries: int = 1,
                     f"could not download {url}: {reason}. If you are offline, "
                     f"{_HOW_TO_GET}.") from exc
             if md5 is None or digest == md5.lower():
+                os.chmod(tmp, 0o644)               # mkstemp makes it private (0600)
                 os.replace(tmp, dest)
                 return dest
             last = f"md5 mismatch (expected {md5}, got {digest})"
@@ -325,9 +333,10 @@ def fetch_cifar10_or_explain(root=None, url: str = CIFAR10_URL,
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means "use the stand-in"
         msg = " ".join(str(exc).split())
-        print(f"data: could not fetch CIFAR-10 (offline? {type(exc).__name__}: {msg}) - the "
-              f"workbook will use the SYNTHETIC 10-class stand-in (not CIFAR-10) instead.",
-              flush=True)
+        what = ("could not fetch CIFAR-10 (offline?)" if isinstance(exc, DownloadError)
+                else f"could not fetch CIFAR-10 ({type(exc).__name__})")
+        print(f"data: {what}: {msg} - the workbook will use the SYNTHETIC 10-class stand-in "
+              f"(not CIFAR-10) instead.", flush=True)
         return False
     print(f"data: CIFAR-10 ready in {d['folder']} - train {d['X_train'].shape[1]}, "
           f"test {d['X_test'].shape[1]}", flush=True)
@@ -354,27 +363,46 @@ def _hsv_to_rgb(h, s, v):
     return v[:, None] * (1.0 - s[:, None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0))
 
 
-def _interp_matrix(n_ctrl: int) -> np.ndarray:
-    """(32, n_ctrl) linear interpolation from n_ctrl control points to 32 pixels."""
-    pos = np.linspace(0.0, 31.0, n_ctrl, dtype=np.float32)
-    gap = pos[1] - pos[0]
-    return np.maximum(0.0, 1.0 - np.abs(_G[:, None] - pos[None, :]) / gap).astype(np.float32)
+def _bilinear_tables(n_ctrl: int):
+    """Index/weight tables for linear interpolation from n_ctrl control points to 32 pixels."""
+    pos = _G * ((n_ctrl - 1) / 31.0)
+    lo = np.minimum(pos.astype(np.int64), n_ctrl - 2)
+    return lo, lo + 1, (pos - lo).astype(np.float32)
 
 
-_B5 = _interp_matrix(5)
+_N_CTRL = 5
+_LO, _HI, _FR = _bilinear_tables(_N_CTRL)
+_CTRL_POS = np.linspace(0.0, 31.0, _N_CTRL, dtype=np.float32) - 15.5
 
 
-def _frame(cx, cy, theta):
-    """Pixel offsets from (cx, cy) rotated by -theta: two (m, 32, 32) float32 arrays (px)."""
-    dx = _G[None, None, :] - cx[:, None, None]
-    dy = _G[None, :, None] - cy[:, None, None]
+def _upsample(ctrl):
+    """(m, 3, n_ctrl, n_ctrl) control values -> (m, 3, 32, 32) bilinear image (no BLAS)."""
+    a = ctrl[..., _LO] * (1.0 - _FR) + ctrl[..., _HI] * _FR            # along columns
+    lo, hi = a[:, :, _LO, :], a[:, :, _HI, :]
+    hi -= lo
+    hi *= _FR[:, None]
+    hi += lo
+    return hi
+
+
+def _frame(cx, cy, theta, grid=_G):
+    """Offsets of the pixels ``grid`` (px) from (cx, cy), rotated by -theta: two (m, g, g)."""
+    dx = grid[None, None, :] - cx[:, None, None]
+    dy = grid[None, :, None] - cy[:, None, None]
     c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
     return dx * c + dy * s, dy * c - dx * s
 
 
 def _coverage(d_px):
-    """Anti-aliased coverage from a signed distance in pixels (negative inside)."""
-    return np.clip(0.5 - d_px, 0.0, 1.0)
+    """Anti-aliased coverage from a signed distance in pixels (negative inside), in place."""
+    np.subtract(0.5, d_px, out=d_px)
+    np.minimum(d_px, 1.0, out=d_px)
+    return np.maximum(d_px, 0.0, out=d_px)
+
+
+def _box(u, v, a, b):
+    """Signed distance (px, approximate outside corners) to the box |u| <= a, |v| <= b."""
+    return np.maximum(np.abs(u) - a, np.abs(v) - b)
 
 
 def _object_alpha(cls: int, u, v, r, p):
@@ -383,131 +411,183 @@ def _object_alpha(cls: int, u, v, r, p):
     u, v: (m, 32, 32) rotated offsets in px; r: (m,) size in px; p: (m, 2) extra params in [0,1).
     """
     r3 = r[:, None, None]
-    q = np.sqrt(u * u + v * v)
+    p0, p1 = p[:, 0, None, None], p[:, 1, None, None]
+    if cls in (0, 1, 6, 8):
+        q = np.sqrt(u * u + v * v)
     if cls == 0:                                          # disc
         return _coverage(q - r3), None
     if cls == 1:                                          # ring: hole 30-55% of the radius
-        half = r3 * (0.22 + 0.12 * p[:, 0, None, None])
+        half = r3 * (0.22 + 0.12 * p0)
         return _coverage(np.abs(q - (r3 - half)) - half), None
     if cls in (2, 3):                                     # square / diamond (= rotated square)
-        a = 0.82 * r3
-        return _coverage(np.maximum(np.abs(u), np.abs(v)) - a), None
+        return _coverage(_box(u, v, 0.82 * r3, 0.82 * r3)), None
     if cls == 4:                                          # cross (plus sign)
-        w = r3 * (0.28 + 0.1 * p[:, 0, None, None])
-        au, av = np.abs(u), np.abs(v)
-        d = np.minimum(np.maximum(au - r3, av - w), np.maximum(au - w, av - r3))
-        return _coverage(d), None
+        w = r3 * (0.28 + 0.1 * p0)
+        return _coverage(np.minimum(_box(u, v, r3, w), _box(u, v, w, r3))), None
     if cls == 5:                                          # triangle (3 half-planes)
-        d = v - 0.5 * r3                                  # bottom edge
-        for ang in (np.pi / 6, 5 * np.pi / 6):            # the two slanted edges
-            d = np.maximum(d, -(u * np.cos(ang) + v * np.sin(ang)) - 0.5 * r3)
+        d = v - 0.5 * r3                                  # bottom edge, then the slanted ones
+        c, s = np.float32(np.cos(np.pi / 6)), np.float32(0.5)
+        d = np.maximum(d, np.maximum(-c * u - s * v, c * u - s * v) - 0.5 * r3)
         return _coverage(d), None
     if cls == 6:                                          # disc with stripes (period 3-5 px)
-        period = (3.0 + 2.0 * p[:, 0])[:, None, None]
-        phase = 2 * np.pi * p[:, 1, None, None]
-        pat = 0.5 + 0.5 * np.sin(2 * np.pi * u / period + phase)
+        period = 3.0 + 2.0 * p0
+        pat = 0.5 + 0.5 * np.sin((2 * np.pi) * u / period + (2 * np.pi) * p1)
         return _coverage(q - r3), pat
     if cls == 7:                                          # square with a checkerboard
-        period = (4.0 + 3.0 * p[:, 0])[:, None, None]
-        w = 2 * np.pi / period
-        pat = 0.5 + 0.5 * np.tanh(4.0 * np.sin(w * u) * np.sin(w * v + 6.3 * p[:, 1, None, None]))
-        return _coverage(np.maximum(np.abs(u), np.abs(v)) - 0.82 * r3), pat
+        w = (2 * np.pi) / (4.0 + 3.0 * p0)
+        pat = 0.5 + 0.5 * np.tanh(4.0 * np.sin(w * u) * np.sin(w * v + 6.3 * p1))
+        return _coverage(_box(u, v, 0.82 * r3, 0.82 * r3)), pat
     if cls == 8:                                          # soft gaussian blob, no edge
         return np.exp(-1.6 * (q / r3) ** 2), None
     if cls == 9:                                          # bar (thick line), any orientation
-        w = r3 * (0.2 + 0.1 * p[:, 0, None, None])
-        return _coverage(np.maximum(np.abs(u) - r3, np.abs(v) - w)), None
+        return _coverage(_box(u, v, r3, r3 * (0.2 + 0.1 * p0))), None
     raise ValueError(cls)
 
 
-def _synth_chunk(seed: int, stream: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images k*_CHUNK .. (k+1)*_CHUNK-1 of a stream: rows (m, 3072) uint8, labels (m,) int64.
+def _draw_params(seed: int, stream: int, k: int) -> dict:
+    """All random parameters of chunk k of a stream (``_CHUNK`` images).
 
-    Everything is drawn from one RNG seeded by (seed, stream, k), with array sizes that do not
-    depend on how many images the caller wants, so image i only depends on (seed, stream, i).
+    Drawn from one RNG seeded by (seed, stream, k), with sizes that never depend on how many
+    images the caller wants, so image i only depends on (seed, stream, i).
     """
     m = _CHUNK
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), int(k)]))
     f32 = np.float32
     uni = lambda lo, hi, size=m: rng.uniform(lo, hi, size).astype(f32)  # noqa: E731
+    P = {}
     # labels: every block of 10 consecutive images holds each class once (shuffled), so any
     # prefix is balanced to within one image per class.
-    y = np.argsort(rng.random((m // 10, 10)), axis=1).reshape(-1)
-
-    # --- background: a colour gradient plus smooth low-frequency clutter
+    y = P["y"] = np.argsort(rng.random((m // 10, 10)), axis=1).reshape(-1)
+    # background: a colour gradient plus smooth low-frequency clutter
     c0 = rng.random((m, 3), dtype=f32)
     c1 = rng.random((m, 3), dtype=f32)
     phi = uni(0, 2 * np.pi)
     strength = uni(0.0, 1.0)
-    clutter_amp = uni(0.1, 0.6)
-    clutter = rng.random((m, 3, 5, 5), dtype=f32) - 0.5
-    # --- distractors: 3 slots, each present with prob 0.6, small disc/square/bar of any colour
-    n_d = 3
-    d_on = rng.random((m, n_d)) < 0.6
-    d_kind = rng.integers(0, 3, (m, n_d))
-    d_xy = rng.uniform(1, 31, (m, n_d, 2)).astype(f32)
-    d_r = rng.uniform(1.5, 4.0, (m, n_d)).astype(f32)
-    d_th = rng.uniform(0, np.pi, (m, n_d)).astype(f32)
-    d_col = rng.random((m, n_d, 3), dtype=f32)
-    # --- the object
-    hue_rand = rng.random(m) < 0.35                       # 35%: a hue unrelated to the class
+    clutter = uni(0.1, 0.6)[:, None, None, None] * (
+        rng.random((m, 3, _N_CTRL, _N_CTRL), dtype=f32) - 0.5)
+    # a linear gradient is exactly bilinear, so it lives in the control points too
+    t = 0.5 + (strength / 31.0)[:, None, None] * (
+        np.cos(phi)[:, None, None] * _CTRL_POS[None, None, :]
+        + np.sin(phi)[:, None, None] * _CTRL_POS[None, :, None])          # (m, rows, cols)
+    P["bg"] = (c0[:, :, None, None] + (c1 - c0)[:, :, None, None] * t[:, None]
+               + clutter).astype(f32)
+    # distractors: _N_DISTRACT slots, each present with prob 0.6: small disc/square/bar
+    nd = _N_DISTRACT
+    P["d_on"] = rng.random((m, nd)) < 0.6
+    kind = rng.integers(0, 3, (m, nd))                   # disc, square, bar
+    d_r = rng.uniform(1.5, 4.0, (m, nd)).astype(f32)
+    P["d_xy"] = rng.uniform(1, 31, (m, nd, 2)).astype(f32)
+    shape = np.array([[1.0, 1.0, 1.0], [0.8, 0.8, 0.0], [1.3, 0.35, 0.0]], f32)  # a, b, rc / r
+    P["d_half"] = shape[kind] * d_r[..., None]           # (m, nd, 3)
+    P["d_th"] = rng.uniform(0, np.pi, (m, nd)).astype(f32)
+    P["d_col"] = rng.random((m, nd, 3), dtype=f32)
+    # the object: colour (35% of the time a hue unrelated to the class), size, place, pose
+    hue_rand = rng.random(m) < 0.35
     hue = np.where(hue_rand, rng.random(m), _HUE[y] + 0.05 * rng.standard_normal(m)).astype(f32)
-    sat = uni(0.35, 1.0)
-    val = uni(0.45, 1.0)
-    r = _RMIN[y] + (_RMAX[y] - _RMIN[y]) * rng.random(m, dtype=f32)
-    cxy = 16.0 + _DXY[y] + rng.uniform(-6.0, 6.0, (m, 2)).astype(f32)
+    P["col"] = _hsv_to_rgb(hue, uni(0.35, 1.0), uni(0.45, 1.0))
+    P["r"] = _RMIN[y] + (_RMAX[y] - _RMIN[y]) * rng.random(m, dtype=f32)
+    P["cxy"] = 16.0 + _DXY[y] + rng.uniform(-6.0, 6.0, (m, 2)).astype(f32)
     jitter = uni(-0.3, 0.3)
-    theta = np.select([y == 3, y == 5, np.isin(y, (0, 1, 6, 7, 8, 9))],
-                      [np.pi / 4 + jitter, 1.2 * jitter, uni(0, 2 * np.pi)], jitter).astype(f32)
-    extra = rng.random((m, 2), dtype=f32)
-    shade_dir = uni(0, 2 * np.pi)
-    shade_amt = uni(0.0, 0.35)
-    depth = uni(0.35, 0.8)                                # texture contrast
-    # --- global photometric jitter and sensor noise
-    contrast = uni(0.7, 1.15)
-    offset = uni(-0.1, 0.1)
-    sigma = uni(0.02, 0.07)
-    noise = rng.standard_normal((m, 3, 32, 32), dtype=f32)
+    P["theta"] = np.select([y == 3, y == 5, np.isin(y, (0, 1, 6, 7, 8, 9))],
+                           [np.pi / 4 + jitter, 1.2 * jitter, uni(0, 2 * np.pi)],
+                           jitter).astype(f32)
+    P["extra"] = rng.random((m, 2), dtype=f32)
+    P["shade_dir"] = uni(0, 2 * np.pi)
+    P["shade_amt"] = uni(0.0, 0.35)
+    P["depth"] = uni(0.35, 0.8)                           # texture contrast
+    # global photometric jitter and sensor noise (uniform, std sigma)
+    P["contrast"] = uni(0.7, 1.15)
+    P["offset"] = uni(-0.1, 0.1)
+    P["sigma"] = uni(0.02, 0.07)
+    P["noise"] = np.frombuffer(rng.bytes(m * 3072), np.int8).reshape(m, 3, 32, 32)
+    return P
 
-    # render: background
-    t = (_G[None, None, :] - 15.5) * np.cos(phi)[:, None, None] \
-        + (_G[None, :, None] - 15.5) * np.sin(phi)[:, None, None]
-    t = 0.5 + strength[:, None, None] * t / 31.0                          # (m, 32, 32)
-    img = c0[:, :, None, None] + (c1 - c0)[:, :, None, None] * t[:, None]
-    img += clutter_amp[:, None, None, None] * np.einsum(
-        "ij,mcjk,lk->mcil", _B5, clutter, _B5, optimize=True)
-    # distractors (behind the object)
-    for j in range(n_d):
-        u, v = _frame(d_xy[:, j, 0], d_xy[:, j, 1], d_th[:, j])
-        rj = d_r[:, j, None, None]
-        kind = d_kind[:, j, None, None]
-        au, av = np.abs(u), np.abs(v)
-        d = np.where(kind == 0, np.sqrt(u * u + v * v) - rj,
-                     np.where(kind == 1, np.maximum(au, av) - 0.8 * rj,
-                              np.maximum(au - 1.3 * rj, av - 0.35 * rj)))
-        a = _coverage(d) * d_on[:, j, None, None]
-        img += a[:, None] * (d_col[:, j, :, None, None] - img)
+
+def _render(P: dict) -> np.ndarray:
+    """Render the images described by the parameter dict P (m images): (m, 3072) uint8 rows."""
+    y = P["y"]
+    m = y.shape[0]
+    f32 = np.float32
+    # background, on a canvas with a margin so that distractor windows never fall off it
+    canvas = np.empty((m, 3, 32 + 2 * _DPAD, 32 + 2 * _DPAD), f32)
+    for margin in (np.s_[:, :, :_DPAD], np.s_[:, :, -_DPAD:],
+                   np.s_[:, :, :, :_DPAD], np.s_[:, :, :, -_DPAD:]):
+        canvas[margin] = 0.0
+    img = canvas[:, :, _DPAD:_DPAD + 32, _DPAD:_DPAD + 32]
+    img[...] = _upsample(P["bg"])
+    tmp = np.empty((m, 3, 32, 32), f32)
+    # distractors (behind the object), each rendered in a (_DWIN, _DWIN) window around it
+    s0, s1, s2, s3 = canvas.strides
+    windows = np.lib.stride_tricks.as_strided(           # windows[i, :, oy, ox] is a view
+        canvas, (m, 3, 32, 32, _DWIN, _DWIN), (s0, s1, s2, s3, s2, s3), writeable=True)
+    ar = np.arange(m)
+    off = np.arange(_DWIN, dtype=f32) - _DPAD
+    for j in range(P["d_on"].shape[1]):
+        cx, cy = P["d_xy"][:, j, 0], P["d_xy"][:, j, 1]
+        ox, oy = np.rint(cx).astype(np.int64), np.rint(cy).astype(np.int64)
+        u, v = _frame(cx - ox, cy - oy, P["d_th"][:, j], off)
+        half = P["d_half"][:, j]                            # (m, 3): a, b, corner radius
+        qu = np.abs(u) - (half[:, 0] - half[:, 2])[:, None, None]
+        qv = np.abs(v) - (half[:, 1] - half[:, 2])[:, None, None]
+        d = np.sqrt(np.maximum(qu, 0.0) ** 2 + np.maximum(qv, 0.0) ** 2)
+        d += np.minimum(np.maximum(qu, qv), 0.0)
+        d -= half[:, 2, None, None]                       # rounded box: disc, square or bar
+        a = _coverage(d) * P["d_on"][:, j, None, None]
+        win = windows[ar, :, oy, ox]                      # (m, 3, _DWIN, _DWIN) copy
+        win += a[:, None] * (P["d_col"][:, j, :, None, None] - win)
+        windows[ar, :, oy, ox] = win
     # the object
-    u, v = _frame(cxy[:, 0], cxy[:, 1], theta)
+    u, v = _frame(P["cxy"][:, 0], P["cxy"][:, 1], P["theta"])
     alpha = np.empty((m, 32, 32), f32)
     pattern = np.ones((m, 32, 32), f32)
     for c in range(10):
         idx = np.flatnonzero(y == c)
-        a, pat = _object_alpha(c, u[idx], v[idx], r[idx], extra[idx])
+        if idx.size == 0:
+            continue
+        a, pat = _object_alpha(c, u[idx], v[idx], P["r"][idx], P["extra"][idx])
         alpha[idx] = a
         if pat is not None:
-            pattern[idx] = 1.0 - depth[idx, None, None] * pat
-    shade = 1.0 + shade_amt[:, None, None] * (
-        u * np.cos(shade_dir)[:, None, None] + v * np.sin(shade_dir)[:, None, None]) / r[:, None, None]
-    col = _hsv_to_rgb(hue, sat, val)                                      # (m, 3)
-    obj = col[:, :, None, None] * (shade * pattern)[:, None]
-    img += alpha[:, None] * (obj - img)
-    # photometric jitter + noise, quantise
-    img = (img - 0.5) * contrast[:, None, None, None] + 0.5 + offset[:, None, None, None]
-    img += sigma[:, None, None, None] * noise
-    np.clip(img, 0.0, 1.0, out=img)
-    rows = (img.reshape(m, 3072) * 255.0 + 0.5).astype(np.uint8)
-    return rows, y.astype(np.int64)
+            pattern[idx] = 1.0 - P["depth"][idx, None, None] * pat
+    cs = (np.cos(P["shade_dir"]) * P["shade_amt"] / P["r"])[:, None, None]
+    sn = (np.sin(P["shade_dir"]) * P["shade_amt"] / P["r"])[:, None, None]
+    u *= cs
+    v *= sn
+    u += v
+    u += 1.0
+    u *= pattern                                          # shade * pattern
+    np.multiply(P["col"][:, :, None, None], u[:, None], out=tmp)
+    tmp -= img
+    tmp *= alpha[:, None]
+    img += tmp
+    # photometric jitter + noise, quantise to uint8 (0..255)
+    gain = (255.0 * P["contrast"])[:, None, None, None]
+    img -= 0.5
+    img *= gain
+    img += (127.5 + 255.0 * P["offset"] + 0.5)[:, None, None, None]
+    noise_scale = (P["sigma"] * (255.0 * np.sqrt(3.0) / 128.0)).astype(f32)  # int8 -> std sigma
+    np.multiply(P["noise"], noise_scale[:, None, None, None], out=tmp)
+    img += tmp
+    np.clip(img, 0.0, 255.0, out=img)
+    return img.reshape(m, 3072).astype(np.uint8)
+
+
+_N_DISTRACT = 3
+_DPAD = 7                   # distractors reach < 6 px from their centre: 15x15 windows suffice
+_DWIN = 2 * _DPAD + 1
+_MAX_WORKERS = 4           # threads for make_synthetic (results do not depend on it)
+_BLOCK = 100                # render in blocks of this many images (cache-friendly)
+
+
+def _synth_chunk(seed: int, stream: int, k: int, lo: int = 0, hi: int = _CHUNK):
+    """Images k*_CHUNK+lo .. k*_CHUNK+hi-1 of a stream: rows (hi-lo, 3072) uint8, labels
+    (hi-lo,) int64. The whole chunk's parameters are drawn; only the rows asked for are drawn
+    (rendering is per image, so the result does not depend on lo/hi)."""
+    P = _draw_params(seed, stream, k)
+    rows = np.empty((hi - lo, 3072), np.uint8)
+    for b in range(lo, hi, _BLOCK):
+        e = min(b + _BLOCK, hi)
+        rows[b - lo:e - lo] = _render({key: val[b:e] for key, val in P.items()})
+    return rows, P["y"][lo:hi].astype(np.int64)
 
 
 def make_synthetic(n: int, seed: int = 0, *, start: int = 0, stream: int = 0):
@@ -534,11 +614,20 @@ def make_synthetic(n: int, seed: int = 0, *, start: int = 0, stream: int = 0):
     rows = np.empty((n, 3072), np.uint8)
     y = np.empty(n, np.int64)
     stop = start + n
-    for k in range(start // _CHUNK, -(-stop // _CHUNK)):
+
+    def work(k):
         lo, hi = max(start, k * _CHUNK), min(stop, (k + 1) * _CHUNK)
-        r_k, y_k = _synth_chunk(seed, stream, k)
-        rows[lo - start:hi - start] = r_k[lo - k * _CHUNK:hi - k * _CHUNK]
-        y[lo - start:hi - start] = y_k[lo - k * _CHUNK:hi - k * _CHUNK]
+        rows[lo - start:hi - start], y[lo - start:hi - start] = _synth_chunk(
+            seed, stream, k, lo - k * _CHUNK, hi - k * _CHUNK)
+
+    chunks = range(start // _CHUNK, -(-stop // _CHUNK))
+    workers = min(len(chunks), _MAX_WORKERS, os.cpu_count() or 1)
+    if workers > 1:         # numpy releases the GIL in its loops; chunks are independent
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, chunks))
+    else:
+        for k in chunks:
+            work(k)
     return rows.T, y
 
 
@@ -553,33 +642,54 @@ def one_hot(y, K: int = 10, dtype=np.float32) -> np.ndarray:
     return Y
 
 
-def mean_std(X, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def mean_std(X, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std over the columns of X (d, n), in float64, chunked.
 
     Returns mean (d, 1) float64 and std (d, 1) float64 (population std; zeros become 1 so
-    that dividing by it is always safe).
+    that dividing by it is always safe). Integer data (e.g. uint8 pixels) is summed exactly
+    in one pass; float data uses two passes.
     """
     X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (d, n), got shape {X.shape}")
     d, n = X.shape
     if n == 0:
         raise ValueError("cannot compute statistics of an empty training set")
-    mean = np.zeros((d, 1))
+    R = X.T                                              # (n, d): one image per row
+    exact = np.issubdtype(X.dtype, np.integer)
+    s1, s2 = np.zeros(d), np.zeros(d)
     for j in range(0, n, chunk):
-        mean += X[:, j:j + chunk].sum(axis=1, keepdims=True, dtype=np.float64)
-    mean /= n
-    var = np.zeros((d, 1))
-    for j in range(0, n, chunk):
-        var += ((X[:, j:j + chunk] - mean) ** 2).sum(axis=1, keepdims=True)
-    std = np.sqrt(var / n)
+        B = np.array(R[j:j + chunk], dtype=np.float64, order="C")
+        s1 += B.sum(axis=0)
+        if exact:                                        # sums of squares of ints: exact
+            B *= B
+            s2 += B.sum(axis=0)
+    mean = s1 / n
+    if exact:
+        var = np.maximum(s2 / n - mean * mean, 0.0)
+    else:
+        for j in range(0, n, chunk):
+            B = np.array(R[j:j + chunk], dtype=np.float64, order="C")
+            B -= mean
+            B *= B
+            s2 += B.sum(axis=0)
+        var = s2 / n
+    std = np.sqrt(var)
     std[std == 0] = 1.0
-    return mean, std
+    return mean[:, None], std[:, None]
 
 
-def _standardise(X, mean, std, dtype, chunk: int = 4096) -> np.ndarray:
+def _standardise(X, mean, std, dtype, chunk: int = 256) -> np.ndarray:
+    """(X - mean) / std as ``dtype``, computed in ``dtype``; returned image-contiguous."""
     d, n = X.shape
-    out = np.empty((n, d), dtype=dtype)          # image-contiguous, returned as its transpose
+    R = X.T
+    m = mean.astype(dtype).ravel()
+    inv = (1.0 / std).astype(dtype).ravel()
+    out = np.empty((n, d), dtype=dtype)
     for j in range(0, n, chunk):
-        out[j:j + chunk] = ((X[:, j:j + chunk] - mean) / std).T
+        o = out[j:j + chunk]
+        np.subtract(R[j:j + chunk], m, out=o, dtype=dtype, casting="unsafe")
+        o *= inv
     return out.T
 
 
@@ -587,8 +697,8 @@ def normalise(X_train, *others, dtype=np.float32):
     """Standardise with the training set's per-dimension statistics.
 
     X_train (3072, n) any real dtype (e.g. uint8); others: any number of (3072, m) arrays.
-    The mean and std are computed over the training columns only (float64), then every
-    array is mapped to (X - mean) / std and cast to ``dtype``.
+    The mean and std are computed over the training columns only (in float64), then every
+    array is mapped to (X - mean) * (1 / std), computed in ``dtype``.
     Returns (X_train_n, *others_n, mean, std): each X (3072, ·) ``dtype``, mean (3072, 1)
     ``dtype``, std (3072, 1) ``dtype``.
     """
@@ -598,24 +708,22 @@ def normalise(X_train, *others, dtype=np.float32):
 
 
 # ---------------------------------------------------------------------------- load_dataset
-def _synthetic_cache_path(seed: int, part: str) -> Path:
-    return DATA_DIR / (f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{part}"
-                       f"-{_N_POOL[part]}.npz")
+def _synthetic_pool(seed: int, part: str):
+    """The whole synthetic pool for ``part`` ("train" 50k / "test" 10k), cached in DATA_DIR.
 
-
-def _synthetic_pool(seed: int, part: str, n_needed: int):
-    """The whole synthetic pool for ``part`` ("train" 50k / "test" 10k), cached on disk.
-
-    Returns X (3072, N) uint8, y (N,) int64. Only used for large requests; a cache that
-    cannot be read or written is ignored (regenerated).
+    Returns X (3072, N) uint8, y (N,) int64. The cache is keyed by SYNTHETIC_VERSION, seed
+    and size, and is also checked against a freshly generated first chunk, so a stale cache
+    from an older generator is never used. A cache that cannot be read or written is ignored.
     """
-    path = _synthetic_cache_path(seed, part)
     N = _N_POOL[part]
+    path = DATA_DIR / f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{part}-{N}.npz"
+    head, _ = make_synthetic(min(N, 200), seed, stream=_STREAM[part])
     try:
         with np.load(path) as z:
             X, y = z["X"], z["y"]
-        if X.shape == (3072, N) and X.dtype == np.uint8 and y.shape == (N,):
-            return X, y
+        if (X.shape == (3072, N) and X.dtype == np.uint8 and y.shape == (N,)
+                and np.array_equal(X[:, :head.shape[1]], head)):
+            return X, y.astype(np.int64)
     except (OSError, KeyError, ValueError, EOFError, zlib.error):
         pass
     X, y = make_synthetic(N, seed, stream=_STREAM[part])
@@ -625,6 +733,7 @@ def _synthetic_pool(seed: int, part: str, n_needed: int):
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, X=X, y=y)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -635,9 +744,8 @@ def _synthetic_pool(seed: int, part: str, n_needed: int):
 
 def _synthetic_part(seed: int, part: str, ranges) -> list:
     """[(X, y) for each (start, stop) in ranges] from the synthetic pool ``part``."""
-    total = sum(b - a for a, b in ranges)
-    if total > 20000:                                  # big: generate/cache the whole pool once
-        X, y = _synthetic_pool(seed, part, total)
+    if sum(b - a for a, b in ranges) > _CACHE_MIN:     # big: generate/cache the whole pool
+        X, y = _synthetic_pool(seed, part)
         return [(X[:, a:b], y[a:b]) for a, b in ranges]
     return [make_synthetic(b - a, seed, start=a, stream=_STREAM[part]) for a, b in ranges]
 

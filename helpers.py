@@ -351,6 +351,580 @@ def load_debug_file(path=None, seed: int = 0):
 
 
 # ---- notebook 01 helpers (widgets call these; tests call them too) ----
+# Notebook 01 (convolution) and notebook 02 (gradients) helpers. Plain functions over arrays;
+# the notebooks' widgets, tables and figures call these, and tests/test_notebook_helpers_01_02.py
+# checks them.
+
+def conv_shapes(f: int, nf: int, n: int) -> dict:
+    """The shapes of every array of the convolution layer, as tuples.
+
+    f: filter width (divides 32), nf: number of filters, n: number of images.
+    Returns {name: shape}: X (3072, n), X_ims (32, 32, 3, n), Fs (f, f, 3, nf),
+    Fs_flat (f*f*3, nf), MX (n_p, f*f*3, n), conv_outputs (32/f, 32/f, nf, n),
+    conv_outputs_mat (n_p, nf, n), conv_flat (n_p*nf, n), with n_p = (32/f)**2.
+    """
+    n_p = _check_f(f)
+    if int(nf) < 1 or int(n) < 1:
+        raise ValueError(f"nf and n must be positive integers; got nf={nf!r}, n={n!r}")
+    f, nf, n, g, d = int(f), int(nf), int(n), 32 // int(f), int(f) * int(f) * 3
+    return {"X": (3072, n), "X_ims": (32, 32, 3, n), "Fs": (f, f, 3, nf), "Fs_flat": (d, nf),
+            "MX": (n_p, d, n), "conv_outputs": (g, g, nf, n), "conv_outputs_mat": (n_p, nf, n),
+            "conv_flat": (n_p * nf, n)}
+
+
+def torch_conv2d(X_ims: np.ndarray, Fs: np.ndarray) -> np.ndarray:
+    """torch's conv2d with stride f, as an independent oracle for the patchify convolution.
+
+    X_ims: (32, 32, 3, n);  Fs: (f, f, 3, nf)  ->  conv_outputs (32/f, 32/f, nf, n) float64.
+    Raises ImportError (saying how to install torch) when torch is absent.
+    """
+    torch = _require_torch("torch_conv2d")
+    X_ims, Fs = _check_ims(X_ims), np.asarray(Fs)
+    if Fs.ndim != 4 or Fs.shape[0] != Fs.shape[1] or Fs.shape[2] != 3:
+        raise ValueError(f"Fs must have shape (f, f, 3, nf); got {Fs.shape}")
+    f = Fs.shape[0]
+    _check_f(f)
+    x = torch.tensor(np.ascontiguousarray(X_ims.transpose(3, 2, 0, 1)), dtype=torch.float64)
+    w = torch.tensor(np.ascontiguousarray(Fs.transpose(3, 2, 0, 1)), dtype=torch.float64)
+    out = torch.nn.functional.conv2d(x, w, stride=f)          # (n, nf, 32/f, 32/f)
+    return out.permute(2, 3, 1, 0).numpy().copy()
+
+
+def conv_agreement(X_ims: np.ndarray, Fs: np.ndarray, reference: np.ndarray | None = None) -> dict:
+    """Max abs differences between the convolution methods (and an optional reference).
+
+    X_ims: (32, 32, 3, n);  Fs: (f, f, 3, nf);  reference: conv_outputs (32/f, 32/f, nf, n) or None.
+    Every method is compared with conv_loops in the (n_p, nf, n) layout (conv_outputs reshaped
+    with order='C'). Returns {description: float}, including the MX constructions compared with
+    the spec's loop construction (build_mx_naive) and, with a reference, loops vs reference.
+    """
+    X_ims, Fs = _check_ims(X_ims), np.asarray(Fs)
+    f, nf, n = Fs.shape[0], Fs.shape[3], X_ims.shape[3]
+    n_p = _check_f(f)
+    loops = conv_loops(X_ims, Fs)
+    flat = loops.reshape((n_p, nf, n), order="C")
+    MX_naive = build_mx_naive(X_ims, f)
+    MX = build_mx(X_ims, f)
+    MXb = mx_batch_first(to_columns(X_ims), f, dtype=X_ims.dtype)
+    Fs_flat = flatten_filters(Fs)
+    mad = lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))  # noqa: E731
+    out = {
+        "build_mx vs build_mx_naive": mad(MX, MX_naive),
+        "mx_batch_first vs build_mx_naive": mad(MXb.transpose(1, 2, 0), MX_naive),
+        "matmul vs loops": mad(conv_matmul(MX_naive, Fs_flat), flat),
+        "einsum (optimize=True) vs loops": mad(conv_einsum(MX_naive, Fs_flat, optimize=True), flat),
+        "einsum (optimize=False) vs loops": mad(conv_einsum(MX_naive, Fs_flat, optimize=False), flat),
+        "conv_fast vs loops": mad(conv_fast(MX_naive, Fs_flat), flat),
+    }
+    if reference is not None:
+        reference = np.asarray(reference)
+        if reference.shape != loops.shape:
+            raise ValueError(f"reference must be conv_outputs with shape {loops.shape}; "
+                             f"got {reference.shape}")
+        out["loops vs reference"] = mad(loops, reference)
+    return out
+
+
+def _blas_threads(threads):
+    """A context manager limiting BLAS to ``threads`` threads (None: leave the default)."""
+    if threads is None:
+        from contextlib import nullcontext
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=int(threads), user_api="blas")
+
+
+def time_conv_methods(f: int = 4, nf: int = 10, n: int = 100, repeats: int = 3, seed: int = 0,
+                      dtype=np.float32, loops_max_calls: int = 200_000, threads=None) -> list:
+    """Time the convolution methods on random data; best (minimum) of ``repeats`` runs.
+
+    Inputs are what each method gets in use: loops X_ims (32, 32, 3, n); matmul and einsum the
+    C-contiguous spec MX (n_p, f*f*3, n); conv_fast the batch-first-backed MX view that
+    precompute_mx returns (so its transpose is free). MX construction is not timed (it is done
+    once per dataset). When n*n_p*nf exceeds ``loops_max_calls`` the loops are timed on fewer
+    images and the time scaled linearly to n (row key ``n_timed`` says how many).
+    ``threads``: BLAS threads while timing (None: the library default; 1 avoids thread overhead
+    on a busy machine). Returns one dict per method: method, seconds (for n images),
+    ms_per_image, n_timed, speedup_vs_loops, max_abs_diff_vs_loops (on the images the loops
+    computed), threads, f, nf, n, dtype.
+    """
+    with _blas_threads(threads):
+        rows = _time_conv_methods(f, nf, n, repeats, seed, dtype, loops_max_calls)
+    for r in rows:
+        r["threads"] = "default" if threads is None else int(threads)
+    return rows
+
+
+def _time_conv_methods(f, nf, n, repeats, seed, dtype, loops_max_calls) -> list:
+    import time
+    n_p = _check_f(f)
+    if int(n) < 1 or int(nf) < 1 or int(repeats) < 1:
+        raise ValueError(f"n, nf and repeats must be positive; got n={n}, nf={nf}, repeats={repeats}")
+    n, nf, repeats, d = int(n), int(nf), int(repeats), f * f * 3
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((3072, n)).astype(dtype)
+    Fs = (rng.standard_normal((f, f, 3, nf)) * np.sqrt(2.0 / d)).astype(dtype)
+    X_ims, Fs_flat = to_images(X), flatten_filters(Fs)
+    MX = build_mx(X_ims, f)
+    MXv = mx_batch_first(X, f, dtype=dtype).transpose(1, 2, 0)
+
+    def best(fn, k):
+        ts = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            out = fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts), out
+
+    n_loop = max(1, min(n, loops_max_calls // max(1, n_p * nf)))
+    t_loop, ref = best(lambda: conv_loops(X_ims[..., :n_loop], Fs), repeats)
+    t_loop *= n / n_loop
+    ref = ref.reshape((n_p, nf, n_loop), order="C").astype(np.float64)
+    rows = [{"method": "loops", "seconds": t_loop, "n_timed": n_loop, "max_abs_diff_vs_loops": 0.0}]
+    methods = [("matmul", lambda: conv_matmul(MX, Fs_flat)),
+               ("einsum (optimize=True)", lambda: conv_einsum(MX, Fs_flat, optimize=True)),
+               ("einsum (optimize=False)", lambda: conv_einsum(MX, Fs_flat, optimize=False)),
+               ("conv_fast (one GEMM)", lambda: conv_fast(MXv, Fs_flat))]
+    for name, fn in methods:
+        fn()  # warm-up (einsum path search, BLAS thread start)
+        t, out = best(fn, repeats)
+        diff = float(np.max(np.abs(np.asarray(out[..., :n_loop], np.float64) - ref)))
+        rows.append({"method": name, "seconds": t, "n_timed": n, "max_abs_diff_vs_loops": diff})
+    for r in rows:
+        r["seconds"] = max(r["seconds"], 1e-9)
+        r["ms_per_image"] = 1e3 * r["seconds"] / n
+        r["speedup_vs_loops"] = t_loop / r["seconds"]
+        r.update(f=f, nf=nf, n=n, dtype=np.dtype(dtype).name)
+    return rows
+
+
+def format_table(rows: list, cols, fmt: str = "{:.3g}") -> str:
+    """A plain-text table of dict rows (floats formatted with ``fmt``), for printing."""
+    cols = list(cols)
+    cells = [[c for c in cols]] + [[fmt.format(r.get(c)) if isinstance(r.get(c), float)
+                                    else str(r.get(c, "")) for c in cols] for r in rows]
+    w = [max(len(row[j]) for row in cells) for j in range(len(cols))]
+    lines = ["  ".join(s.ljust(w[j]) for j, s in enumerate(row)) for row in cells]
+    lines.insert(1, "  ".join("-" * x for x in w))
+    return "\n".join(lines)
+
+
+def conv_widget_report(f: int = 4, nf: int = 10, n: int = 20, repeats: int = 1, seed: int = 0) -> str:
+    """What the notebook-01 widget shows for (f, nf): the array shapes and a timing table.
+
+    Returns a printable string (the widget prints it; a normal cell and a test call it too).
+    """
+    shapes = conv_shapes(f, nf, n)
+    rows = time_conv_methods(f, nf, n, repeats=repeats, seed=seed)
+    lines = [f"f={f}, nf={nf}, n={n} images, n_p=(32/f)^2={(32 // f) ** 2}"]
+    lines += [f"  {k:<17s}{v}" for k, v in shapes.items()]
+    lines += ["", format_table(rows, ["method", "seconds", "ms_per_image", "speedup_vs_loops",
+                                      "n_timed"])]
+    return "\n".join(lines)
+
+
+def _show_image(x: np.ndarray) -> np.ndarray:
+    """(3072,) normalised column -> (32, 32, 3) in [0, 1] for display (min-max per image)."""
+    im = to_images(np.asarray(x, np.float64).reshape(3072, 1))[..., 0]
+    lo, hi = im.min(), im.max()
+    return (im - lo) / (hi - lo) if hi > lo else np.zeros_like(im)
+
+
+def plot_patch_grid(X: np.ndarray, y: np.ndarray, label_names, f: int = 4, n_show: int = 4,
+                    data_name: str = "", name: str | None = None):
+    """The first ``n_show`` images of X with the f x f patch grid (stride f) drawn on top.
+
+    X: (3072, n) normalised (each image is min-max scaled for display);  y: (n,) int labels.
+    Saves figures/<name>.png when ``name`` is given. Returns the figure.
+    """
+    plt = _plt()
+    X = _check_X(X)
+    _check_f(f)
+    n_show = min(int(n_show), X.shape[1])
+    fig, axes = plt.subplots(1, n_show, figsize=(2.6 * n_show, 2.9), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ax.imshow(_show_image(X[:, j]), interpolation="nearest", extent=(0, 32, 32, 0))
+        for t in range(0, 33, f):
+            ax.axhline(t, color="w", lw=0.6, alpha=0.8)
+            ax.axvline(t, color="w", lw=0.6, alpha=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{label_names[int(y[j])]}", fontsize=9)
+    tag = data_label(data_name)
+    fig.suptitle(f"{(32 // f) ** 2} patches of {f}x{f}x3 per image (stride {f})"
+                 + (f" - {tag}" if tag else ""), fontsize=10)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
+
+
+def plot_filters(Fs: np.ndarray, title: str = "filters", name: str | None = None):
+    """Each filter Fs[:, :, :, k] as a small RGB image (one common min-max scale).
+
+    Fs: (f, f, 3, nf). Saves figures/<name>.png when ``name`` is given. Returns the figure.
+    """
+    plt = _plt()
+    Fs = np.asarray(Fs, np.float64)
+    if Fs.ndim != 4 or Fs.shape[2] != 3:
+        raise ValueError(f"Fs must have shape (f, f, 3, nf); got {Fs.shape}")
+    nf = Fs.shape[3]
+    cols = min(nf, 10)
+    rows = -(-nf // cols)
+    lo, hi = Fs.min(), Fs.max()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 0.4, 1.2 * rows + 0.6), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k < nf:
+            ax.imshow((Fs[:, :, :, k] - lo) / (hi - lo if hi > lo else 1.0), interpolation="nearest")
+            ax.set_title(str(k), fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
+
+
+# -- notebook 02 (gradients) --
+
+def debug_params(d: dict) -> dict:
+    """The debug file's network as a params dict (float64; no conv bias, so b0 = zeros).
+
+    d: the dict from load_debug_file. Returns Fs (f, f, 3, nf), b0 (nf, 1) zeros,
+    W1 (nh, n_p*nf), b1 (nh, 1), W2 (K, nh), b2 (K, 1).
+    """
+    missing = [k for k in ("Fs", "W1", "b1", "W2", "b2") if k not in d]
+    if missing:
+        raise ValueError(f"not a debug dict (from load_debug_file): {missing} missing")
+    p = {k: np.asarray(d[k], np.float64) for k in ("Fs", "W1", "b1", "W2", "b2")}
+    p["b0"] = np.zeros((p["Fs"].shape[3], 1))
+    return check_params(p)
+
+
+def grads_spec_layout(params: dict, MX: np.ndarray, Y: np.ndarray, lam: float = 0.0,
+                      eps: float = 0.0) -> dict:
+    """The backward pass written out in the spec layout (for teaching and as a second check).
+
+    params: one filter size (see init_params);  MX: (n_p, f*f*3, n);  Y: (K, n) one-hot.
+    G = (P - Y_smooth)/n (K, n);  grad W2 = G X1^T, grad b2 = G 1;  G1 = W2^T G * (X1 > 0);
+    grad W1 = G1 conv_flat^T, grad b1 = G1 1;  G_batch = W1^T G1 * (conv_flat > 0) (n_p*nf, n);
+    GG = G_batch.reshape((n_p, nf, n), order='C');  grad Fs_flat = einsum('ijn,jln->il', MXt, GG);
+    grad b0 = GG summed over patches and images;  + 2 lam W for Fs, W1, W2.
+    Returns a dict with params' keys and shapes plus Fs_flat (f*f*3, nf) and G_batch (n_p*nf, n).
+    """
+    check_params(params)
+    if "Fs" not in params:
+        raise ValueError("grads_spec_layout handles one filter size (key 'Fs'); "
+                         "use compute_grads for multi-size filters")
+    MX = np.asarray(MX)
+    n_p, d, n = MX.shape
+    nf = params["Fs"].shape[3]
+    fw = forward(params, MX)
+    K = params["W2"].shape[0]
+    Y = _check_Y(Y, n, K)
+    G = (fw["P"] - smooth_targets(Y.astype(fw["P"].dtype), eps)) / n
+    g = {"W2": G @ fw["X1"].T, "b2": G.sum(axis=1, keepdims=True)}
+    G1 = (params["W2"].T @ G) * (fw["X1"] > 0)
+    g["W1"] = G1 @ fw["conv_flat"].T
+    g["b1"] = G1.sum(axis=1, keepdims=True)
+    G_batch = (params["W1"].T @ G1) * (fw["conv_flat"] > 0)
+    GG = G_batch.reshape((n_p, nf, n), order="C")
+    g["Fs_flat"] = grad_Fs_einsum(MX, G_batch, nf)
+    g["b0"] = GG.sum(axis=(0, 2)).reshape(nf, 1)
+    if lam:
+        g["Fs_flat"] = g["Fs_flat"] + 2 * lam * flatten_filters(params["Fs"])
+        g["W1"] = g["W1"] + 2 * lam * params["W1"]
+        g["W2"] = g["W2"] + 2 * lam * params["W2"]
+    g["Fs"] = g["Fs_flat"].reshape(params["Fs"].shape, order="C")
+    g["G_batch"] = G_batch
+    return g
+
+
+def _max_rel(a: np.ndarray, b: np.ndarray, floor: float) -> float:
+    """max |a-b| / max(|a|+|b|, floor), elementwise (0 for empty arrays)."""
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)))
+
+
+def debug_check_rows(d: dict) -> list:
+    """Compare this module's forward pass and gradients with a debug file's arrays.
+
+    d: the dict from load_debug_file (keys X (3072, n), Fs, W1, b1, W2, b2, Y (K, n),
+    conv_flat, X1, P, grad_Fs_flat, grad_W1, grad_b1, grad_W2, grad_b2). float64 throughout.
+    Returns rows {array, source, shape, max_abs, max_rel} where source says which code made our
+    number (forward; compute_grads = the training path; spec einsum = grads_spec_layout).
+    """
+    p = debug_params(d)
+    f = p["Fs"].shape[0]
+    MX = build_mx(to_images(np.asarray(d["X"], np.float64)), f)
+    Y = np.asarray(d["Y"], np.float64)
+    fw = forward(p, MX)
+    g = compute_grads(p, MX, Y)
+    gs = grads_spec_layout(p, MX, Y)
+    ours = [("conv_flat", "forward", fw["conv_flat"]), ("X1", "forward", fw["X1"]),
+            ("P", "forward", fw["P"]),
+            ("grad_Fs_flat", "compute_grads", flatten_filters(g["Fs"])),
+            ("grad_Fs_flat", "spec einsum", gs["Fs_flat"])]
+    for k in ("W1", "b1", "W2", "b2"):
+        ours += [(f"grad_{k}", "compute_grads", g[k]), (f"grad_{k}", "spec einsum", gs[k])]
+    rows = []
+    for key, src, a in ours:
+        b = np.asarray(d[key], np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"{key}: ours has shape {a.shape}, the debug file {b.shape}")
+        rows.append({"array": key, "source": src, "shape": a.shape,
+                     "max_abs": float(np.max(np.abs(a - b))), "max_rel": _max_rel(a, b, 1e-12)})
+    return rows
+
+
+def mx_to_images(MX: np.ndarray, f: int) -> np.ndarray:
+    """Inverse of build_mx: MX (n_p, f*f*3, n) -> X_ims (32, 32, 3, n) (same dtype)."""
+    n_p = _check_f(f)
+    MX = np.asarray(MX)
+    if MX.ndim != 3 or MX.shape[:2] != (n_p, f * f * 3):
+        raise ValueError(f"MX must have shape ({n_p}, {f * f * 3}, n) for f={f}; got {MX.shape}")
+    g, n = 32 // f, MX.shape[2]
+    return np.ascontiguousarray(MX.reshape(g, g, f, f, 3, n).transpose(0, 2, 1, 3, 4, 5)
+                                ).reshape(32, 32, 3, n)
+
+
+def torch_grads(params: dict, MX: np.ndarray, Y: np.ndarray, lam: float = 0.0,
+                eps: float = 0.0, return_cost: bool = False):
+    """Gradients of the cost from a torch twin of the network (autograd, float64).
+
+    params: one filter size (Fs (f, f, 3, nf), b0 (nf, 1), W1, b1, W2, b2);
+    MX: (n_p, f*f*3, n) (turned back into images with mx_to_images);  Y: (K, n) one-hot.
+    The twin: conv2d with stride f and bias b0 on the images, conv_outputs permuted to
+    (32/f, 32/f, nf, n) and flattened in the spec's order='C'; ReLU; W1, b1; ReLU; W2, b2;
+    loss = mean cross-entropy against targets with 1-eps on the true class and eps/(K-1) off it;
+    cost = loss + lam (|Fs|^2 + |W1|^2 + |W2|^2).
+    Returns {key: float64 array of params[key].shape}, and the cost too if ``return_cost``.
+    Raises ImportError (saying how to install torch) when torch is absent.
+    """
+    torch = _require_torch("torch_grads")
+    check_params(params)
+    if "Fs" not in params:
+        raise ValueError("torch_grads handles one filter size (key 'Fs')")
+    f, nf = params["Fs"].shape[0], params["Fs"].shape[3]
+    n_p = _check_f(f)
+    X_ims = mx_to_images(MX, f)
+    n, K = X_ims.shape[3], params["W2"].shape[0]
+    Y = _check_Y(Y, n, K)
+    T = lambda a, g=False: torch.tensor(np.asarray(a, np.float64), dtype=torch.float64,  # noqa: E731
+                                        requires_grad=g)
+    t = {k: T(params[k], True) for k in ("Fs", "b0", "W1", "b1", "W2", "b2")}
+    x = T(np.ascontiguousarray(X_ims.transpose(3, 2, 0, 1)))                 # (n, 3, 32, 32)
+    conv = torch.nn.functional.conv2d(x, t["Fs"].permute(3, 2, 0, 1), bias=t["b0"].reshape(nf),
+                                      stride=f)                                # (n, nf, g, g)
+    conv_mat = conv.permute(2, 3, 1, 0).reshape(n_p, nf, n)
+    conv_flat = torch.relu(conv_mat.reshape(n_p * nf, n))
+    X1 = torch.relu(t["W1"] @ conv_flat + t["b1"])
+    S = t["W2"] @ X1 + t["b2"]
+    Yt = T(Y)
+    Ys = Yt * (1 - eps) + (1 - Yt) * (eps / (K - 1))
+    loss = -(Ys * torch.log_softmax(S, dim=0)).sum() / n
+    cost = loss + lam * ((t["Fs"] ** 2).sum() + (t["W1"] ** 2).sum() + (t["W2"] ** 2).sum())
+    cost.backward()
+    out = {k: v.grad.numpy().copy() for k, v in t.items()}
+    return (out, float(cost.detach())) if return_cost else out
+
+
+def tiny_net(f: int = 8, nf: int = 2, nh: int = 6, n: int = 5, X: np.ndarray | None = None,
+             y: np.ndarray | None = None, seed: int = 0):
+    """A small float64 network and batch for gradient checks.
+
+    Returns (params, MX, Y): He-initialised params with small random (non-zero) biases,
+    MX (n_p, f*f*3, n) float64 built from X[:, :n] (3072, >=n) or from random images,
+    Y (10, n) one-hot float64 from y[:n] or random labels.
+    """
+    rng = np.random.default_rng(seed)
+    p = init_params(f, nf, nh, seed=seed, dtype=np.float64)
+    for k in ("b0", "b1", "b2"):
+        p[k] = rng.standard_normal(p[k].shape) * 0.1
+    if X is None:
+        X = rng.standard_normal((3072, n))
+    X = _check_X(X)[:, :n].astype(np.float64)
+    if X.shape[1] < n:
+        raise ValueError(f"X has {X.shape[1]} images; need n={n}")
+    y = rng.integers(0, 10, n) if y is None else np.asarray(y)[:n]
+    Y = np.zeros((10, n))
+    Y[y, np.arange(n)] = 1.0
+    return p, build_mx(to_images(X), f), Y
+
+
+def numerical_grads(params: dict, MX, Y: np.ndarray, lam: float = 0.0, eps: float = 0.0,
+                    h: float = 1e-5, max_entries: int | None = 20, seed: int = 0) -> dict:
+    """Centred finite differences of compute_loss's cost, in float64, on a subset of entries.
+
+    params, MX (n_p, f*f*3, n), Y (K, n) as for compute_grads (converted to float64 copies).
+    For each array, ``max_entries`` entries chosen at random (all when None or larger) get
+    (cost(w + h) - cost(w - h)) / (2h). Returns {key: float64 array of params[key].shape}
+    with NaN at the entries that were not evaluated.
+    """
+    if h <= 0:
+        raise ValueError(f"step h must be positive; got {h}")
+    p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    MX = {k: np.asarray(v, np.float64) for k, v in MX.items()} if isinstance(MX, dict) \
+        else np.asarray(MX, np.float64)
+    Y = np.asarray(Y, np.float64)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in p:
+        w = p[k].reshape(-1)          # a view: edits change p[k]
+        idx = np.arange(w.size)
+        if max_entries is not None and w.size > max_entries:
+            idx = np.sort(rng.choice(w.size, max_entries, replace=False))
+        g = np.full(w.size, np.nan)
+        for i in idx:
+            old = w[i]
+            w[i] = old + h
+            cp = compute_loss(p, MX, Y, lam, eps)[1]
+            w[i] = old - h
+            cm = compute_loss(p, MX, Y, lam, eps)[1]
+            w[i] = old
+            g[i] = (cp - cm) / (2 * h)
+        out[k] = g.reshape(p[k].shape)
+    return out
+
+
+def grad_error_table(params: dict, MX, Y: np.ndarray, lam: float, eps: float,
+                     reference: dict, floor: float = 1e-8) -> list:
+    """Compare compute_grads with reference gradients, one row per parameter array.
+
+    reference: {key: array of params[key].shape}, e.g. from torch_grads or numerical_grads
+    (NaN entries are skipped). Rows: param, shape, checked (entries compared), max_abs,
+    max_rel = max |a-b| / max(|a|+|b|, floor) over the compared entries.
+    """
+    g = compute_grads(params, MX, Y, lam, eps)
+    rows = []
+    for k in params:
+        if k not in reference:
+            raise ValueError(f"reference has no gradient for {k!r}")
+        a = np.asarray(g[k], np.float64)
+        b = np.asarray(reference[k], np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"reference[{k!r}] has shape {b.shape}; expected {a.shape}")
+        m = np.isfinite(b)
+        rows.append({"param": k, "shape": a.shape, "checked": int(m.sum()),
+                     "max_abs": float(np.max(np.abs(a[m] - b[m]))) if m.any() else 0.0,
+                     "max_rel": _max_rel(a[m], b[m], floor)})
+    return rows
+
+
+def time_grads_dtype(f: int = 4, nf: int = 10, nh: int = 50, n: int = 100, repeats: int = 5,
+                     seed: int = 0, X: np.ndarray | None = None, threads=None) -> list:
+    """Time compute_grads (forward + backward of one batch) in float32 and float64.
+
+    X: (3072, >=n) images (random when None). Best of ``repeats`` after one warm-up call.
+    ``threads``: BLAS threads while timing (None: the library default).
+    Returns rows {dtype, seconds, ms_per_batch, speedup_vs_float64, threads, f, nf, nh, n}.
+    """
+    with _blas_threads(threads):
+        rows = _time_grads_dtype(f, nf, nh, n, repeats, seed, X)
+    for r in rows:
+        r["threads"] = "default" if threads is None else int(threads)
+    return rows
+
+
+def _time_grads_dtype(f, nf, nh, n, repeats, seed, X) -> list:
+    import time
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((3072, n)) if X is None else _check_X(X)[:, :n]
+    y = rng.integers(0, 10, X.shape[1])
+    rows = []
+    for dt in (np.float64, np.float32):
+        p = init_params(f, nf, nh, seed=seed, dtype=dt)
+        MX = mx_batch_first(X, f, dtype=dt).transpose(1, 2, 0)
+        Y = one_hot(y, 10, dt)
+        compute_grads(p, MX, Y)
+        ts = []
+        for _ in range(max(1, int(repeats))):
+            t0 = time.perf_counter()
+            compute_grads(p, MX, Y)
+            ts.append(time.perf_counter() - t0)
+        rows.append({"dtype": np.dtype(dt).name, "seconds": max(min(ts), 1e-9)})
+    for r in rows:
+        r["ms_per_batch"] = 1e3 * r["seconds"]
+        r["speedup_vs_float64"] = rows[0]["seconds"] / r["seconds"]
+        r.update(f=f, nf=nf, nh=nh, n=int(X.shape[1]))
+    return rows
+
+
+def mx_build_times(X: np.ndarray, f: int = 4, n_naive: int = 200, cache_dir=None) -> list:
+    """How long MX takes for a whole split, four ways.
+
+    X: (3072, n). Rows {how, images, seconds, source}: mx_batch_first (vectorised, no cache);
+    precompute_mx called twice (the first builds the cache file or loads one from an earlier
+    run, the second loads it: ``source`` says which); build_mx_naive (the spec's loops) timed on
+    the first ``n_naive`` images and scaled linearly to n (``images`` says how many were timed).
+    """
+    import time
+    X = _check_X(X)
+    n = X.shape[1]
+    rows = []
+    t0 = time.perf_counter()
+    mx_batch_first(X, f)
+    rows.append({"how": "mx_batch_first (vectorised, no cache)", "images": n,
+                 "seconds": time.perf_counter() - t0, "source": "built"})
+    for j in (1, 2):
+        _, info = precompute_mx(X, f, cache_dir=cache_dir)
+        rows.append({"how": f"precompute_mx call {j}", "images": n, "seconds": info["seconds"],
+                     "source": info["source"]})
+    k = max(1, min(int(n_naive), n))
+    t0 = time.perf_counter()
+    build_mx_naive(to_images(X[:, :k]), f)
+    t = time.perf_counter() - t0
+    rows.append({"how": f"build_mx_naive (spec loops), timed on {k}, scaled to {n}", "images": k,
+                 "seconds": t * n / k, "source": "extrapolated" if k < n else "built"})
+    return rows
+
+
+def grouped_bars(groups: dict, ylabel: str, title: str, name: str | None = None, log: bool = True,
+                 data: str = ""):
+    """Grouped bar chart: groups = {series label: {bar label: value}} (bars in first-seen order).
+
+    Log y-axis by default. The title gets data_label(data). Saves figures/<name>.png when given.
+    Returns the figure.
+    """
+    plt = _plt()
+    labels = list(groups)
+    if not labels:
+        raise ValueError("groups is empty: pass {series label: {bar label: value}}")
+    xs = []
+    for lab in labels:
+        xs += [x for x in groups[lab] if x not in xs]
+    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 3, 3.8))
+    w = 0.8 / len(labels)
+    for j, lab in enumerate(labels):
+        vals = [groups[lab].get(x, np.nan) for x in xs]
+        if log:
+            vals = [max(v, 1e-18) if np.isfinite(v) else np.nan for v in vals]
+        ax.bar(np.arange(len(xs)) + (j - (len(labels) - 1) / 2) * w, vals, width=w, label=str(lab))
+    ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs], fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    tag = data_label(data)
+    ax.set_title(f"{title} - {tag}" if tag else title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    if len(labels) > 1:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  ncol=min(3, len(labels)), frameon=False)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
+
+
+def plot_grad_errors(tables: dict, title: str = "gradient check", name: str | None = None,
+                     data: str = ""):
+    """Grouped bars of max relative error per parameter, log scale.
+
+    tables: {label: rows from grad_error_table}. Saves figures/<name>.png when given.
+    """
+    groups = {lab: {r["param"]: r["max_rel"] for r in rows} for lab, rows in tables.items()}
+    return grouped_bars(groups, "max relative error", title, name=name, log=True, data=data)
 # (end of notebook 01 helpers)
 
 
@@ -667,6 +1241,7 @@ class TrainConfig:
     training images and on the test data.  Bonus options, all off by default:
     flip (random horizontal flips), translate (max random shift in pixels), dropout (drop
     probability on the hidden layer), tta (average flip/no-flip at evaluation).
+    threads: BLAS threads while training (None: ``auto_threads``, 1 for small nets).
     """
     n_cycles: int = 3
     step: int = 800
@@ -685,6 +1260,7 @@ class TrainConfig:
     dropout: float = 0.0
     tta: bool = False
     progress: bool = True
+    threads: int | None = None
 
     @property
     def n_updates(self) -> int:
@@ -899,6 +1475,17 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
 
 
+def auto_threads(params: dict, batch_size: int = 100) -> int:
+    """BLAS threads ``train`` uses when ``cfg.threads`` is None: all cores only when one update
+    is big enough (over ~150 MFLOP, e.g. arch5) to gain from them; 1 otherwise, because thread
+    hand-offs cost more than GEMMs this small save, and 1 thread is robust on a busy machine."""
+    width = params["W1"].shape[1]
+    nh = params["W1"].shape[0]
+    flops = 6 * batch_size * (width * nh + sum(_check_f(f) * f * f * 3 * params[k].shape[3]
+                                                for f, k, _ in _branches(params)))
+    return (os.cpu_count() or 1) if flops > 150e6 else 1
+
+
 def train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig | None = None,
           X_test: np.ndarray | None = None, y_test: np.ndarray | None = None, *,
           data_name: str = "", callback=None):
@@ -912,6 +1499,16 @@ def train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
     Returns ``(params, history)``. A NaN/inf loss raises TrainingDiverged (with the partial
     history); Ctrl-C returns the partial history with ``history.interrupted = True``.
     """
+    cfg = (cfg or TrainConfig()).validate()
+    threads = cfg.threads if cfg.threads is not None else auto_threads(params, cfg.batch_size)
+    with _blas_threads(threads):
+        return _train(params, X_train, y_train, cfg, X_test, y_test, data_name=data_name,
+                      callback=callback)
+
+
+def _train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig,
+           X_test=None, y_test=None, *, data_name: str = "", callback=None):
+    """The body of :func:`train`, run under its BLAS thread limit."""
     cfg = (cfg or TrainConfig()).validate()
     params = {k: v.copy() for k, v in check_params(params).items()}
     dt = params["W1"].dtype
@@ -993,9 +1590,10 @@ def train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
         do_eval(T)
     except KeyboardInterrupt:
         hist.interrupted = True
-        hist.updates_done = t
-        hist.time_train = time.perf_counter() - t_start
-        print(f"interrupted at update {t}/{T}: returning the partial history")
+        if hist.updates_done < T:  # (else it came during the final evaluation: all updates done)
+            hist.updates_done = t
+            hist.time_train = time.perf_counter() - t_start
+        print(f"interrupted at update {hist.updates_done}/{T}: returning the partial history")
     finally:
         if bar is not None:
             bar.close()
@@ -1155,12 +1753,793 @@ def results_markdown(rows: list, cols=("run", "f", "nf", "nh", "updates", "lam",
 
 
 # ---- notebook 03 helpers (widgets call these; tests call them too) ----
+
+# Exercise 3's four architectures: n_p * nf is (about) the same for each, so the conv layer's
+# output width stays near 640-768 while f grows.
+EX3_ARCHS = {
+    "arch1": {"f": 2, "nf": 3, "nh": 50},
+    "arch2": {"f": 4, "nf": 10, "nh": 50},
+    "arch3": {"f": 8, "nf": 40, "nh": 50},
+    "arch4": {"f": 16, "nf": 160, "nh": 50},
+}
+
+_DATA_KEYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+def _check_data(data) -> None:
+    if not isinstance(data, dict) or any(k not in data for k in _DATA_KEYS):
+        have = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"data must be a dict with keys {list(_DATA_KEYS)} (and 'name'), as "
+                         f"returned by load_dataset(); got {have}")
+
+
+def _arch_args(label: str, spec) -> tuple:
+    if not isinstance(spec, dict) or any(k not in spec for k in ("f", "nf", "nh")):
+        raise ValueError(f"architecture {label!r} must be a dict with keys 'f', 'nf' and 'nh', "
+                         f"e.g. {{'f': 4, 'nf': 10, 'nh': 50}}; got {spec!r}")
+    return spec["f"], spec["nf"], spec["nh"]
+
+
+def _same_protocol(hist: History, cfg: TrainConfig) -> bool:
+    a, b = dict(hist.config), cfg.to_dict()
+    a.pop("progress", None)
+    b.pop("progress", None)
+    return a == b
+
+
+def run_architectures(archs: dict, cfg: TrainConfig, data: dict, seed: int = 0,
+                      reuse: dict | None = None, verbose: bool = True):
+    """Train every architecture in ``archs`` with the same config on the same data.
+
+    archs: {label: {"f": int, "nf": int, "nh": int}} in the order wanted (e.g. EX3_ARCHS);
+        f and nf may be equal-length tuples (multi-size filters, see init_params).
+    cfg: the TrainConfig for every run, used as given (wrap it in for_mode yourself).
+    data: dict from load_dataset(): X_train (3072, n) float32 normalised, y_train (n,) int64,
+        X_test (3072, m) float32, y_test (m,) int64, name str (the data label on every row).
+    seed: the He-initialisation seed of every network (cfg.seed drives the batch order).
+    reuse: {label: (row, History)} of runs already trained with this same cfg (e.g. arch2 from
+        an earlier cell); they are taken as they are instead of being retrained.
+    Returns (rows, histories): rows a list of result_row dicts in the order of ``archs``
+    (JSON-ready), histories {label: History}. With ``verbose`` one line per run is printed.
+    """
+    _check_data(data)
+    if not archs:
+        raise ValueError("archs is empty: pass {label: {'f': .., 'nf': .., 'nh': ..}, ...}")
+    reuse = dict(reuse or {})
+    unknown = set(reuse) - set(archs)
+    if unknown:
+        raise ValueError(f"reuse has runs {sorted(unknown)} that are not in archs {list(archs)}")
+    cfg = cfg.validate()
+    rows, hists = [], {}
+    for label, spec in archs.items():
+        f, nf, nh = _arch_args(label, spec)
+        if label in reuse:
+            row, hist = reuse[label]
+            if not _same_protocol(hist, cfg):
+                raise ValueError(f"reuse[{label!r}] was trained with another config; retrain it "
+                                 "or pass the config it was trained with")
+            how = "reused"
+        else:
+            params = init_params(f, nf, nh, seed=seed)
+            params, hist = train(params, data["X_train"], data["y_train"], cfg,
+                                 data["X_test"], data["y_test"], data_name=data.get("name", ""))
+            row = result_row(label, params, cfg, hist)
+            how = "trained"
+        rows.append(row)
+        hists[label] = hist
+        if verbose:
+            print(f"{label} (f={f}, nf={nf}, nh={nh}) {how}: {hist.updates_done} updates, "
+                  f"final test acc {100 * hist.final_test_acc:.2f}%, train {hist.time_train:.1f} s, "
+                  f"eval {hist.time_eval:.1f} s - {data_label(hist.data)}", flush=True)
+    return rows, hists
+
+
+def train_preview(data: dict, f: int = 4, nf: int = 10, nh: int = 50, eta_min: float = 1e-5,
+                  eta_max: float = 1e-1, step: int = 100, n_cycles: int = 1,
+                  lam: float = 0.003, batch_size: int = 100, n_train: int = 2000,
+                  n_test: int = 1000, increasing: bool = False, seed: int = 0, callback=None):
+    """A quick training run on a subset of ``data`` (seconds), for the widget panel.
+
+    data: dict from load_dataset() (X_train (3072, n) float32, y_train (n,) int64, X_test
+    (3072, m) float32, y_test (m,) int64, name str). The first ``n_train`` training and first
+    ``n_test`` test images are used; metrics every step//2 updates on min(n_train, 1000)
+    training images and on those test images. ``callback(history)`` runs after each
+    evaluation (e.g. to redraw a plot). Returns (params, history) as train() does: params in
+    the spec layout (float32), history a History whose ``data`` says which data (and that it is
+    a subset). Bad settings (e.g. batch_size > n_train, eta_min > eta_max, f not dividing 32)
+    raise ValueError; a diverging run raises TrainingDiverged.
+    """
+    _check_data(data)
+    n_all, m_all = data["X_train"].shape[1], data["X_test"].shape[1]
+    if not 1 <= n_train or not 0 <= n_test:
+        raise ValueError(f"n_train must be >= 1 and n_test >= 0; got {n_train}, {n_test}")
+    n_train, n_test = min(int(n_train), n_all), min(int(n_test), m_all)
+    if batch_size > n_train:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n_train} training images "
+                         "of the preview; lower batch_size or raise n_train")
+    cfg = TrainConfig(n_cycles=int(n_cycles), step=int(step), eta_min=float(eta_min),
+                      eta_max=float(eta_max), batch_size=int(batch_size), lam=float(lam),
+                      increasing=bool(increasing), seed=seed,
+                      eval_train_n=min(n_train, 1000), progress=False).validate()
+    params = init_params(int(f), int(nf), int(nh), seed=seed)
+    name = f"{data.get('name', '')} - subset {n_train} train / {n_test} test".strip(" -")
+    X_te = data["X_test"][:, :n_test] if n_test else None
+    y_te = data["y_test"][:n_test] if n_test else None
+    return train(params, data["X_train"][:, :n_train], data["y_train"][:n_train], cfg,
+                 X_te, y_te, data_name=name, callback=callback)
+
+
+def live_plot(output, title: str = "preview", metrics=("loss", "acc")):
+    """A train() callback that redraws the curves inside an ipywidgets.Output.
+
+    output: an ipywidgets.Output (anything usable as a context manager with clear_output).
+    Returns callback(history) -> None; each call replaces the plot (clear_output(wait=True)),
+    so the panel updates live while training runs.
+    """
+    from IPython.display import clear_output, display
+
+    def callback(hist: History) -> None:
+        plt = _plt()
+        with output:
+            clear_output(wait=True)
+            fig = plot_history(hist, metrics=metrics,
+                               title=f"{title} (update {hist.t[-1] if hist.t else 0})")
+            display(fig)
+            plt.close(fig)
+    return callback
+
+
+def preview_panel(data: dict, n_train: int = 2000, n_test: int = 1000):
+    """The notebook's ipywidgets panel: architecture and training settings plus a Train button.
+
+    data: dict from load_dataset() (see train_preview). Clicking Train calls train_preview
+    with the widget values on the first ``n_train``/``n_test`` images and redraws the curves
+    live via live_plot. Returns the panel (an ipywidgets.VBox); ``panel.button`` is the
+    Train button and ``panel.output`` the plot area, so a test can ``panel.button.click()``.
+    """
+    import ipywidgets as W
+    from IPython.display import display
+    _check_data(data)
+    style = {"description_width": "90px"}
+    log = dict(base=10, readout_format=".1e", continuous_update=False, style=style)
+    w = {
+        "f": W.Dropdown(options=[2, 4, 8, 16], value=4, description="f", style=style),
+        "nf": W.IntSlider(value=10, min=1, max=160, description="nf", style=style),
+        "nh": W.IntSlider(value=50, min=5, max=400, step=5, description="nh", style=style),
+        "eta_min": W.FloatLogSlider(value=1e-5, min=-7, max=-2, description="eta_min", **log),
+        "eta_max": W.FloatLogSlider(value=1e-1, min=-4, max=0, description="eta_max", **log),
+        "step": W.IntSlider(value=100, min=10, max=1000, step=10, description="step",
+                            style=style),
+        "n_cycles": W.IntSlider(value=1, min=1, max=4, description="cycles", style=style),
+        "increasing": W.Checkbox(value=False, description="doubling cycles"),
+        "lam": W.FloatLogSlider(value=3e-3, min=-6, max=-1, description="lam", **log),
+        "batch_size": W.Dropdown(options=[25, 50, 100, 200, 500], value=100,
+                                 description="batch size", style=style),
+    }
+    button = W.Button(description="Train", button_style="primary", icon="play")
+    status = W.HTML(value=f"<i>trains on {n_train} images of {data.get('name', '')}</i>")
+    output = W.Output()
+
+    def on_click(_):
+        button.disabled = True
+        kw = {k: v.value for k, v in w.items()}
+        status.value = "<b>training...</b>"
+        try:
+            _, hist = train_preview(data, n_train=n_train, n_test=n_test,
+                                    callback=live_plot(output, "preview"), **kw)
+            status.value = (f"final test acc {100 * hist.final_test_acc:.2f}% after "
+                            f"{hist.updates_done} updates; train {hist.time_train:.1f} s, "
+                            f"eval {hist.time_eval:.1f} s - {data_label(hist.data)}")
+        except (ValueError, TrainingDiverged) as e:
+            status.value = f"<b>not trained:</b> {e}"
+            with output:
+                print(e)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    keys = list(w)
+    panel = W.VBox([W.HBox([W.VBox([w[k] for k in keys[:5]]), W.VBox([w[k] for k in keys[5:]])]),
+                    W.HBox([button, status]), output])
+    panel.button, panel.output, panel.controls, panel.status = button, output, w, status
+    return panel
+
+
+def compare_longer_runs(a_short: float, b_short: float, a_long: float, b_long: float,
+                        a_wide_long: float, a: str = "arch2", b: str = "arch3",
+                        wide: str = "arch2 with nf=40") -> list:
+    """Sentences comparing test accuracies (fractions in [0, 1]) of the longer-training study.
+
+    a_short/b_short: final test accuracy of architectures a and b with the short protocol;
+    a_long/b_long: the same with the longer (doubling-cycle) protocol; a_wide_long: a made as
+    wide as b, longer protocol. Returns a list of str, every number computed from the inputs:
+    the gain from longer training for each, b's lead over a, and how much of that lead the
+    extra width recovers.
+    """
+    vals = np.array([a_short, b_short, a_long, b_long, a_wide_long], dtype=float)
+    if not np.all(np.isfinite(vals)):
+        raise ValueError(f"accuracies must be finite numbers; got {vals.tolist()}")
+    pts = lambda x: f"{100 * x:+.2f} points"  # noqa: E731
+    ga, gb = a_long - a_short, b_long - b_short
+    who = b if gb > ga else a if ga > gb else "neither (equal gains)"
+    lines = [f"longer training: {a} {pts(ga)}, {b} {pts(gb)}; bigger gain: {who}"]
+    lead = b_long - a_long
+    lines.append(f"after longer training {b} vs {a}: {pts(lead)}")
+    width = a_wide_long - a_long
+    if lead > 0:
+        share = width / lead
+        how = ("all of it (or more)" if share >= 1 else "most of it" if share >= 0.75
+               else "part of it" if share >= 0.25 else "little or none of it")
+        lines.append(f"{wide}: {pts(width)} vs {a}, i.e. {100 * share:.0f}% of {b}'s lead: "
+                     f"width explains {how}")
+    else:
+        lines.append(f"{wide}: {pts(width)} vs {a}; {b} has no lead over {a} here, so there "
+                     "is no gap for width to explain")
+    rest = a_wide_long - b_long
+    lines.append(f"at equal width ({wide} vs {b}): {pts(rest)} for the smaller filters")
+    return lines
+
 # (end of notebook 03 helpers)
 
 # ---- notebook 04 helpers (widgets call these; tests call them too) ----
+# Label smoothing in the spec's form (targets 1-eps / eps/(K-1)), a data-driven comparison of two
+# runs, a small retraining experiment for the widget, and calibration (ECE, reliability diagram).
+
+def _check_scores_labels(S: np.ndarray, y: np.ndarray, what: str = "S") -> tuple:
+    S = np.asarray(S)
+    if S.ndim != 2 or S.shape[0] < 2:
+        raise ValueError(f"{what} must have shape (K, n) with K >= 2 classes; got {S.shape}")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != S.shape[1]:
+        raise ValueError(f"y must be (n,) int labels with n = {S.shape[1]} (the columns of "
+                         f"{what}); got shape {y.shape}")
+    if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= S.shape[0]):
+        raise ValueError(f"y must hold int labels in [0, {S.shape[0]}); got dtype {y.dtype}, "
+                         f"range [{y.min()}, {y.max()}]")
+    return S, y.astype(np.int64)
+
+
+def _check_eps(eps: float) -> float:
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"label smoothing eps must be in [0, 1); got {eps}")
+    return float(eps)
+
+
+def ls_targets(y: np.ndarray, K: int, eps: float, dtype=np.float64) -> np.ndarray:
+    """Label-smoothed targets in the spec layout: (K, n) ``dtype``, 1-eps on the true class and
+    eps/(K-1) on every other class (eq. 23). y: (n,) int labels. eps=0 gives one-hot."""
+    eps = _check_eps(eps)
+    y = np.asarray(y).astype(np.int64).ravel()
+    if K < 2 or (y.size and (y.min() < 0 or y.max() >= K)):
+        raise ValueError(f"need K >= 2 and labels in [0, K); got K={K}")
+    Y = np.full((K, y.shape[0]), eps / (K - 1), dtype=dtype)
+    Y[y, np.arange(y.shape[0])] = 1.0 - eps
+    return Y
+
+
+def ls_cross_entropy(S: np.ndarray, y: np.ndarray, eps: float = 0.0) -> float:
+    """The spec's label-smoothed loss on class scores, written out independently of the network:
+    mean over the n columns of  -sum_k y_smooth[k] * log softmax(S)[k].
+
+    S: (K, n) float scores (logits);  y: (n,) int labels;  eps in [0, 1).
+    Returns a Python float (computed in float64). eps=0 is the plain cross-entropy.
+    """
+    S, y = _check_scores_labels(S, y)
+    eps = _check_eps(eps)
+    Z = S.astype(np.float64) - S.max(axis=0, keepdims=True)
+    logP = Z - np.log(np.exp(Z).sum(axis=0, keepdims=True))
+    return float(-np.sum(ls_targets(y, S.shape[0], eps) * logP) / S.shape[1])
+
+
+def ls_grad_scores(S: np.ndarray, y: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """Gradient of ls_cross_entropy w.r.t. the scores: -(y_smooth - p) / n  (eq. 24).
+
+    S: (K, n) float;  y: (n,) int  ->  (K, n) float64.
+    """
+    S, y = _check_scores_labels(S, y)
+    Z = S.astype(np.float64) - S.max(axis=0, keepdims=True)
+    E = np.exp(Z)
+    P = E / E.sum(axis=0, keepdims=True)
+    return -(ls_targets(y, S.shape[0], eps) - P) / S.shape[1]
+
+
+def ls_optimal_margin(eps: float, K: int = 10) -> float:
+    """The score gap s_true - s_other at which the label-smoothed loss of one example is
+    minimal (p = y_smooth): log((1-eps)(K-1)/eps); infinite for eps=0."""
+    eps = _check_eps(eps)
+    return float("inf") if eps == 0 else float(np.log((1.0 - eps) * (K - 1) / eps))
+
+
+def ls_summary(hist_a: History, hist_b: History, labels=("no LS", "LS")) -> dict:
+    """Numbers that compare two runs (e.g. without and with label smoothing) on the HARD loss.
+
+    For each run (a dict under its label): final train_loss, test_loss and their gap
+    (test - train), the minimum test loss and the update t where it occurred, the rise of the
+    test loss from that minimum to the end (loss overfitting), and final train/test accuracy.
+    Differences, second run minus first: d_gap, d_rise, d_test_loss, d_test_acc.
+    All values are Python floats/ints; 'labels' holds the two labels.
+    """
+    out = {"labels": tuple(labels)}
+    if len(labels) != 2:
+        raise ValueError("labels must be two names, one per history")
+    for lab, h in zip(labels, (hist_a, hist_b)):
+        if not isinstance(h, History):
+            raise ValueError(f"{lab!r}: expected a History (the second value returned by train)")
+        if not h.train_loss or not h.test_loss:
+            raise ValueError(f"{lab!r}: the History has no train/test losses; train with "
+                             "X_test and y_test so the test curves are recorded")
+        te = np.asarray(h.test_loss, dtype=np.float64)
+        i = int(np.argmin(te))
+        out[lab] = {"train_loss": float(h.train_loss[-1]), "test_loss": float(te[-1]),
+                    "gap": float(te[-1] - h.train_loss[-1]),
+                    "test_loss_min": float(te[i]), "t_min": int(h.t[i]),
+                    "rise": float(te[-1] - te[i]),
+                    "train_acc": float(h.train_acc[-1]), "test_acc": float(h.test_acc[-1]),
+                    "eps": float(h.config.get("eps", float("nan"))) if h.config else float("nan")}
+    a, b = out[labels[0]], out[labels[1]]
+    out["d_gap"] = b["gap"] - a["gap"]
+    out["d_rise"] = b["rise"] - a["rise"]
+    out["d_test_loss"] = b["test_loss"] - a["test_loss"]
+    out["d_test_acc"] = b["test_acc"] - a["test_acc"]
+    return out
+
+
+def ls_summary_text(summary: dict) -> str:
+    """Sentences describing an ls_summary dict, generated from its numbers (nothing assumed)."""
+    la, lb = summary["labels"]
+    a, b = summary[la], summary[lb]
+
+    def cmp(x, y, tol, smaller, larger):
+        return "about the same as" if abs(x - y) <= tol else (smaller if x < y else larger)
+    s = [f"Final train/test gap in the hard loss: {a['gap']:.3f} ({la}) vs {b['gap']:.3f} ({lb}); "
+         f"{lb}'s gap is {cmp(b['gap'], a['gap'], 0.01, 'smaller than', 'larger than')} {la}'s.",
+         f"The test loss rose {a['rise']:.3f} from its minimum (at update {a['t_min']}) to the end "
+         f"for {la} and {b['rise']:.3f} (minimum at update {b['t_min']}) for {lb}: "
+         + ("neither run overfits in the loss." if max(a['rise'], b['rise']) <= 0.01 else
+            f"{lb} overfits the loss {cmp(b['rise'], a['rise'], 0.01, 'less than', 'more than')} "
+            f"{la}."),
+         f"Final test accuracy: {100 * a['test_acc']:.2f}% ({la}) vs {100 * b['test_acc']:.2f}% "
+         f"({lb}), a difference of {100 * summary['d_test_acc']:+.2f} percentage points."]
+    return "\n".join(s)
+
+
+def ls_compare(data: dict, eps: float = 0.1, lam: float = 0.0025, n_train: int = 1000,
+               n_test: int = 1000, arch=(4, 10, 50), n_cycles: int = 2, step: int = 50,
+               seed: int = 0, callback=None) -> dict:
+    """Train one small network twice, without and with label smoothing, from the same
+    initialisation and mini-batch order (the widget and the tests call this).
+
+    data: a load_dataset() dict (X_train (3072, N) float32, y_train (N,), X_test, y_test).
+    Uses the first n_train training and n_test test images, arch = (f, nf, nh), a cyclic
+    schedule of n_cycles cycles with the given step, batch size min(100, n_train), and
+    evaluation every step//5 updates on all n_train training images.
+    Returns {"eps=0": History, f"eps={eps:g}": History} (a single entry when eps == 0).
+    """
+    eps = _check_eps(eps)
+    for k in ("X_train", "y_train", "X_test", "y_test"):
+        if k not in data:
+            raise ValueError(f"data has no {k!r}; pass the dict returned by load_dataset()")
+    N, Nt = data["X_train"].shape[1], data["X_test"].shape[1]
+    if not 1 <= n_train <= N or not 1 <= n_test <= Nt:
+        raise ValueError(f"need 1 <= n_train <= {N} and 1 <= n_test <= {Nt}; got "
+                         f"n_train={n_train}, n_test={n_test}")
+    f, nf, nh = arch
+    base = TrainConfig(n_cycles=n_cycles, step=step, lam=lam, batch_size=min(100, n_train),
+                       eval_every=max(1, step // 5), eval_train_n=n_train, seed=seed,
+                       progress=False)
+    name = data.get("name", "")
+    out = {}
+    for e in ((0.0,) if eps == 0 else (0.0, eps)):
+        params0 = init_params(f, nf, nh, seed=seed, dtype=data["X_train"].dtype)
+        _, hist = train(params0, data["X_train"][:, :n_train], data["y_train"][:n_train],
+                        dataclasses.replace(base, eps=e), data["X_test"][:, :n_test],
+                        data["y_test"][:n_test], data_name=name, callback=callback)
+        out[f"eps={e:g}"] = hist
+    return out
+
+
+def _check_probs(P: np.ndarray, y: np.ndarray) -> tuple:
+    P, y = _check_scores_labels(P, y, "P")
+    if P.size and (P.min() < 0 or not np.allclose(P.sum(axis=0), 1.0, atol=1e-3)):
+        raise ValueError("P must hold class probabilities, (K, n) with columns summing to 1; "
+                         "if you have scores S, pass softmax(S) (e.g. predict(params, X))")
+    return P, y
+
+
+def reliability(P: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
+    """Confidence-binned statistics for a reliability diagram.
+
+    P: (K, n) float class probabilities (columns sum to 1);  y: (n,) int labels.
+    The confidence of a prediction is max_k P[k, i]; it goes to bin b when
+    edges[b] < conf <= edges[b+1] (bin 0 also takes conf = 0), edges = linspace(0, 1, n_bins+1).
+    Returns edges (n_bins+1,) float64, count (n_bins,) int64, frac (n_bins,) float64
+    (= count / n), conf (n_bins,) float64 mean confidence and acc (n_bins,) float64 accuracy
+    per bin (NaN for empty bins), and the per-sample confidence (n,) and correct (n,) bool.
+    """
+    P, y = _check_probs(P, y)
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1; got {n_bins}")
+    n_bins = int(n_bins)
+    conf = P.max(axis=0).astype(np.float64)
+    correct = P.argmax(axis=0) == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mconf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        macc = np.bincount(b, weights=correct.astype(np.float64), minlength=n_bins) / count
+    return {"edges": edges, "count": count, "frac": count / max(1, conf.size),
+            "conf": mconf, "acc": macc, "confidence": conf, "correct": correct}
+
+
+def ece(P: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error: sum over bins of (count_b / n) * |acc_b - conf_b|, with the
+    bins of ``reliability``. P: (K, n) float probabilities (columns sum to 1), y: (n,) int
+    labels -> Python float in [0, 1]."""
+    r = reliability(P, y, n_bins)
+    used = r["count"] > 0
+    return float(np.sum(r["frac"][used] * np.abs(r["acc"][used] - r["conf"][used])))
+
+
+def plot_ls_losses(runs: dict, title: str = "hard-label cross-entropy", name: str | None = None,
+                   data: str = ""):
+    """One panel per run (e.g. {"no LS": hist_a, "LS eps=0.1": hist_b}), side by side with a
+    shared y axis: train loss (solid) and test loss (dashed) against the HARD labels, with the
+    test loss's minimum marked. Saves figures/<name>.png when ``name`` is given."""
+    if not runs:
+        raise ValueError("runs must map at least one label to a History")
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.8 * len(runs), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, (label, h) in zip(axes[0], runs.items()):
+        ax.plot(h.t, h.train_loss, "-", color="tab:blue", label="train")
+        if h.test_loss:
+            ax.plot(h.t, h.test_loss, "--", color="tab:orange", label="test")
+            i = int(np.argmin(h.test_loss))
+            ax.plot(h.t[i], h.test_loss[i], "o", color="tab:orange", ms=5, label="test minimum")
+        ax.set_title(label)
+        ax.set_xlabel("update step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss (hard labels)")
+    axes[0][0].legend(fontsize=8)
+    tag = data_label(data or next(iter(runs.values())).data)
+    fig.suptitle(f"{title} - {tag}" if tag else title)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
+
+
+def plot_reliability(runs: dict, n_bins: int = 15, name: str | None = None, data: str = ""):
+    """Reliability diagram (accuracy vs mean confidence per bin, with the diagonal of perfect
+    calibration) and the confidence histogram (fraction of test images per bin), one colour
+    per run. runs: {label: (P (K, n) float probabilities, y (n,) int labels)}. The legend shows
+    each run's ECE. Saves figures/<name>.png when ``name`` is given. Returns the figure."""
+    if not runs:
+        raise ValueError("runs must map at least one label to a (P, y) pair")
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
+    width = 1.0 / n_bins / (len(runs) + 0.5)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, (label, (P, y)) in enumerate(runs.items()):
+        r = reliability(P, y, n_bins)
+        c = colors[j % len(colors)]
+        used = r["count"] > 0
+        e = ece(P, y, n_bins)
+        ax1.plot(r["conf"][used], r["acc"][used], "o-", color=c, ms=4,
+                 label=f"{label} (ECE {e:.3f})")
+        ax2.bar(r["edges"][:-1] + (j + 0.25) * width, r["frac"], width=width, align="edge",
+                color=c, alpha=0.8, label=f"{label} (mean conf {r['confidence'].mean():.2f})")
+    ax1.set_xlabel("confidence (max p)")
+    ax1.set_ylabel("accuracy")
+    ax1.set_xlim(0, 1)
+    ax1.set_ylim(0, 1)
+    ax1.set_title("reliability diagram")
+    ax2.set_xlabel("confidence (max p)")
+    ax2.set_ylabel("fraction of images")
+    ax2.set_xlim(0, 1)
+    ax2.set_title("confidence histogram")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    tag = data_label(data)
+    fig.suptitle(f"calibration on the test set - {tag}" if tag else "calibration on the test set")
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
 # (end of notebook 04 helpers)
 
 # ---- notebook 05 helpers (widgets call these; tests call them too) ----
+# Exercise 5.1: one-factor-at-a-time ablations, the best recipe, and seeds. Every run trains on
+# X_train and is *monitored and compared on the validation split*; the test split is scored
+# once per final model, at the end (the assignment allows test-as-validation; we do not need to).
+
+def recipe_arch(recipe: dict) -> dict:
+    """The architecture part of a recipe/arch dict: {'f', 'nf', 'nh'} (init_params's arguments)."""
+    missing = [k for k in ("f", "nf", "nh") if k not in recipe]
+    if missing:
+        raise ValueError(f"an architecture needs keys f, nf, nh; {missing} missing from {sorted(recipe)}")
+    return {k: recipe[k] for k in ("f", "nf", "nh")}
+
+
+def aug_transforms(flip: bool = False, max_shift: int = 0) -> list:
+    """The transform of every row of ``aug_tables(f, flip, max_shift)``, in table order:
+    a list of (flip, dy, dx) meaning ``shift_images(X, dy, dx, flip)``. Row 0 is (False, 0, 0).
+    The notebook-05 self-check proves each row against ``shift_images`` + ``build_mx``."""
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1)
+              for dx in range(-max_shift, max_shift + 1)]
+    shifts.sort(key=lambda s: (s != (0, 0)))
+    return [(fl, dy, dx) for fl in ((False, True) if flip else (False,)) for dy, dx in shifts]
+
+
+def _val_split(data: dict):
+    """(X_val, y_val), or (None, None) when the data has no validation images."""
+    Xv = data.get("X_val")
+    if Xv is None or Xv.shape[1] == 0:
+        return None, None
+    return Xv, data["y_val"]
+
+
+def train_recipe(arch: dict, cfg: TrainConfig, data: dict, seed: int = 0, label: str = "recipe",
+                 score_test: bool = True, callback=None):
+    """Train one model of architecture ``arch`` with ``cfg`` (its seed replaced by ``seed``).
+
+    arch: {'f', 'nf', 'nh'} (ints, or tuples for multi-size filters);  data: load_dataset's dict,
+    whose X_train (3072, n) float, y_train (n,) int are trained on, X_val/y_val are the monitored
+    ('test_*' curves of the History) and compared split, and X_test/y_test (3072, m)/(m,) are
+    scored once at the end when ``score_test`` (with cfg.tta).
+    Returns (params, history, row): row = result_row(...) plus val_acc, test_acc (None when not
+    scored), seed and eval_split='val'. The history's test_* lists are VALIDATION metrics.
+    """
+    arch = recipe_arch(arch)
+    cfg = dataclasses.replace(cfg, seed=int(seed))
+    params = init_params(**arch, seed=int(seed), dtype=data["X_train"].dtype)
+    Xv, yv = _val_split(data)
+    params, hist = train(params, data["X_train"], data["y_train"], cfg, Xv, yv,
+                         data_name=data.get("name", ""), callback=callback)
+    row = result_row(label, params, cfg, hist)
+    row["val_acc"] = row.pop("test_acc") if Xv is not None else None
+    row.pop("test_loss", None)
+    row["test_acc"] = None
+    if score_test and data.get("X_test") is not None and data["X_test"].shape[1] > 0:
+        t0 = time.perf_counter()
+        te = evaluate(params, mx_for(params, data["X_test"]), np.asarray(data["y_test"]).ravel(),
+                      tta=cfg.tta)
+        row["test_acc"] = te["acc"]
+        row["time_test_s"] = round(time.perf_counter() - t0, 3)
+    row.update(seed=int(seed), eval_split="val", dropout=cfg.dropout, flip=cfg.flip,
+               translate=cfg.translate, eta_decay=cfg.eta_decay, tta=cfg.tta)
+    return params, hist, row
+
+
+def run_ablation(base_arch: dict, base_cfg: TrainConfig, variants: dict, data: dict,
+                 seed: int = 0, include_base: bool = True, verbose: bool = True) -> list:
+    """One-factor-at-a-time ablation: the base run plus one run per variant, all with ``seed``.
+
+    base_arch: {'f', 'nf', 'nh'};  base_cfg: TrainConfig;  variants: {name: (arch_overrides,
+    cfg_overrides)} with dicts that replace keys of base_arch / fields of base_cfg, e.g.
+    {'flip': ({}, {'flip': True}), 'multi-size': ({'f': (4, 8), 'nf': (40, 40)}, {})}.
+    data: load_dataset's dict (trained on X_train, compared on X_val; the test split is NOT used).
+    Returns a list of rows (dicts, see train_recipe) with 'run' = 'base' or the variant name,
+    'val_acc', and 'delta_pp' = its val accuracy minus the base's, in percentage points.
+    """
+    if not isinstance(variants, dict):
+        raise ValueError("variants must be a dict {name: (arch_overrides, cfg_overrides)}")
+    if _val_split(data)[0] is None:
+        raise ValueError("run_ablation compares runs on data['X_val']; load the data with n_val > 0")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    runs = [("base", {}, {})] if include_base else []
+    for name, spec in variants.items():
+        if not (isinstance(spec, (tuple, list)) and len(spec) == 2
+                and all(isinstance(s, dict) for s in spec)):
+            raise ValueError(f"variant {name!r} must be a pair (arch_overrides: dict, cfg_overrides: dict)")
+        a_over, c_over = spec
+        bad = set(a_over) - {"f", "nf", "nh"} or set(c_over) - fields
+        if bad:
+            raise ValueError(f"variant {name!r} overrides unknown keys {sorted(bad)}; architecture keys "
+                             f"are f, nf, nh and config keys are TrainConfig fields")
+        runs.append((str(name), a_over, c_over))
+    rows, base_acc = [], None
+    for name, a_over, c_over in runs:
+        arch = {**recipe_arch(base_arch), **a_over}
+        cfg = dataclasses.replace(base_cfg, **c_over)
+        _, hist, row = train_recipe(arch, cfg, data, seed=seed, label=name, score_test=False)
+        if name == "base":
+            base_acc = row["val_acc"]
+        rows.append(row)
+        if verbose:
+            print(f"{name:>24s}: val acc {100 * row['val_acc']:.2f}%  "
+                  f"({row['updates']} updates, {row['time_train_s']:.1f} s)")
+    for r in rows:
+        r["delta_pp"] = None if base_acc is None else round(100 * (r["val_acc"] - base_acc), 2)
+    return rows
+
+
+def ablation_setup(fast: bool | None = None):
+    """The notebook's ablation: (base_arch, base_cfg, variants) for run_ablation.
+
+    Full mode: f=4, nf=40, nh=300 (Exercise 4's architecture 5), 2 fixed cycles of step 800,
+    lam=0.003, no label smoothing. Fast mode (``fast`` defaults to is_fast()): a tiny network and
+    for_mode's shrunken schedule, so all runs take seconds (their numbers mean nothing).
+    Variants change one factor each: flip, translate 2 px, dropout 0.3, 2x wider, filters of
+    sizes (4, 8), label smoothing 0.1 with lam 0.001, eta_max decay 0.5, flip TTA.
+    """
+    fast = is_fast() if fast is None else fast
+    arch = dict(f=4, nf=8, nh=32) if fast else dict(f=4, nf=40, nh=300)
+    cfg = TrainConfig(n_cycles=2, step=800, lam=0.003, eps=0.0, eval_every=800, eval_train_n=2000)
+    if fast:
+        cfg = dataclasses.replace(cfg, step=20, eval_every=None, eval_train_n=500, progress=False)
+    nf, nh = arch["nf"], arch["nh"]
+    variants = {
+        "flip": ({}, {"flip": True}),
+        "translate 2px": ({}, {"translate": 2}),
+        "dropout 0.3": ({}, {"dropout": 0.3}),
+        "wider 2x": ({"nf": 2 * nf, "nh": 2 * nh}, {}),
+        "multi-size f=(4,8)": ({"f": (4, 8), "nf": (nf, nf)}, {}),
+        "LS 0.1 + lam 0.001": ({}, {"eps": 0.1, "lam": 0.001}),
+        "eta decay 0.5": ({}, {"eta_decay": 0.5}),
+        "TTA flip": ({}, {"tta": True}),
+    }
+    return arch, cfg, variants
+
+
+# The recipe we propose for >= 73% on CIFAR-10 within ~15 min on 2 CPU cores. NOT verified on
+# CIFAR-10 here (only on the synthetic stand-in): each choice is a hypothesis, see notebook 05.
+BEST_RECIPE = dict(
+    f=4, nf=100, nh=800,
+    cfg=TrainConfig(n_cycles=4, step=400, increasing=True, eta_min=1e-5, eta_max=0.1,
+                    eta_decay=0.8, batch_size=100, lam=0.0015, eps=0.1, flip=True, translate=2,
+                    dropout=0.3, tta=True, eval_every=400, eval_train_n=2000),
+)
+
+
+def recipe_for_mode(recipe: dict | None = None, fast: bool | None = None) -> dict:
+    """The recipe to run now: unchanged normally; in fast mode (``fast`` defaults to is_fast())
+    a tiny stand-in with the same options (nf/8, nh/16, 2 cycles, for_mode's short steps)."""
+    recipe = BEST_RECIPE if recipe is None else recipe
+    cfg = recipe["cfg"]
+    fast = is_fast() if fast is None else fast
+    if not fast:
+        return dict(recipe)
+    nf = recipe["nf"]
+    nf = tuple(max(4, n // 8) for n in nf) if isinstance(nf, (tuple, list)) else max(4, nf // 8)
+    cfg = dataclasses.replace(cfg, n_cycles=min(cfg.n_cycles, 2), step=max(10, cfg.step // 40),
+                              eval_every=None, eval_train_n=min(cfg.eval_train_n, 500),
+                              progress=False)
+    return dict(f=recipe["f"], nf=nf, nh=max(16, recipe["nh"] // 16), cfg=cfg)
+
+
+def time_per_update(arch: dict, cfg: TrainConfig, data: dict, n: int = 20, seed: int = 0) -> float:
+    """Seconds per SGD update of ``arch`` trained with ``cfg``'s options (augmentation, dropout,
+    batch size), measured on ``n`` updates of data['X_train'] after 2 warm-up updates.
+    Multiply by cfg.n_updates for a training-time estimate (evaluation not included)."""
+    n = max(2, int(n))
+    short = dataclasses.replace(cfg, n_cycles=1, step=(n + 2 + 1) // 2, increasing=False,
+                                eval_every=10 ** 9, eval_train_n=min(100, data["X_train"].shape[1]),
+                                progress=False, seed=seed)
+    params = init_params(**recipe_arch(arch), seed=seed, dtype=data["X_train"].dtype)
+    mx_tr = mx_for(params, data["X_train"])
+    rng = np.random.default_rng(seed)
+    B, nh = short.batch_size, params["W1"].shape[0]
+    tables = ([aug_tables(f, short.flip, short.translate) for f in filter_sizes(params)]
+              if (short.flip or short.translate) else None)
+    times = []
+    for t in range(n + 2):
+        t0 = time.perf_counter()
+        idx = np.sort(rng.choice(data["X_train"].shape[1], B, replace=False))
+        mb = [m[idx] for m in mx_tr]
+        if tables is not None:
+            choice = rng.integers(0, len(tables[0]), size=B)
+            mb = [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
+        mask = None
+        if short.dropout:
+            mask = (rng.random((B, nh), dtype=np.float32) < 1 - short.dropout).astype(params["W1"].dtype)
+            mask *= 1.0 / (1 - short.dropout)
+        train_step(params, mb, data["y_train"][idx], 1e-3, short.lam, short.eps, mask)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:]))
+
+
+def ablation_time_estimate(base_arch: dict, base_cfg: TrainConfig, variants: dict, data: dict,
+                           n: int = 10) -> dict:
+    """Estimated training seconds of every run_ablation run (evaluation not included):
+    {'base': s, name: s, ...} = time_per_update(arch, cfg, data, n) * cfg.n_updates."""
+    out = {"base": time_per_update(base_arch, base_cfg, data, n) * base_cfg.n_updates}
+    for name, (a_over, c_over) in variants.items():
+        cfg = dataclasses.replace(base_cfg, **c_over)
+        out[name] = time_per_update({**recipe_arch(base_arch), **a_over}, cfg, data, n) * cfg.n_updates
+    return out
+
+
+def run_seeds(arch: dict, cfg: TrainConfig, data: dict, seeds=(0, 1, 2), label: str = "recipe",
+              reuse: dict | None = None) -> dict:
+    """Train the same recipe once per seed (init + data order + augmentation + dropout).
+
+    reuse: {seed: row} of runs already done with exactly this arch/cfg/data (e.g. train_recipe's
+    row for seed 0), which are not retrained.
+    Returns {'rows': [row per seed] (see train_recipe), 'val_mean', 'val_std', 'test_mean',
+    'test_std'} with accuracies in [0, 1] and std the sample std (ddof=1; 0 for one seed)."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("run_seeds needs at least one seed")
+    reuse = reuse or {}
+    rows = [reuse[s] if s in reuse else
+            train_recipe(arch, cfg, data, seed=s, label=f"{label} seed {s}")[2] for s in seeds]
+    out = {"rows": rows}
+    for k in ("val", "test"):
+        v = np.array([r[k + "_acc"] for r in rows if r.get(k + "_acc") is not None], float)
+        out[k + "_mean"] = float(v.mean()) if v.size else None
+        out[k + "_std"] = float(v.std(ddof=1)) if v.size > 1 else (0.0 if v.size else None)
+    return out
+
+
+def train_best_recipe(seed: int = 0, source: str = "cifar10", recipe: dict | None = None,
+                      checkpoint: bool = True) -> dict:
+    """The one-command reproduction of the bonus recipe (Exercise 5.1) on the FULL data:
+    49,000 training / 1,000 validation / 10,000 test images of ``source`` ('cifar10' needs
+    $CIFAR10_DIR or data/cifar-10-batches-py, or downloads it). Prints the estimated and the
+    measured training time, validation and test accuracy, saves data/best_recipe_seed{seed}.npz
+    when ``checkpoint``, and returns the result row (see train_recipe)."""
+    recipe = BEST_RECIPE if recipe is None else recipe
+    data = load_dataset(source=source, n_train=49000, n_val=1000, n_test=10000)
+    arch, cfg = recipe_arch(recipe), recipe["cfg"]
+    tpu = time_per_update(arch, cfg, data)
+    print(f"{data['name']}: {arch}, {cfg.n_updates} updates x {1000 * tpu:.0f} ms "
+          f"= about {cfg.n_updates * tpu / 60:.1f} min of training (plus evaluation)")
+    params, hist, row = train_recipe(arch, cfg, data, seed=seed, label=f"best recipe seed {seed}")
+    print(f"{data['name']}: val acc {100 * row['val_acc']:.2f}%, TEST acc {100 * row['test_acc']:.2f}% "
+          f"(train {row['time_train_s'] / 60:.1f} min, eval {row['time_eval_s']:.0f} s)")
+    if checkpoint:
+        save_checkpoint(DATA_DIR / f"best_recipe_seed{seed}.npz", params, dataclasses.replace(cfg, seed=seed), hist)
+    return row
+
+
+def plot_ablation(rows: list, name: str | None = None, data: str = ""):
+    """Bar chart of the ablation's validation accuracy (%) per run, with the base as a line."""
+    labels = [r["run"] for r in rows]
+    vals = [100 * r["val_acc"] for r in rows]
+    fig = bar_chart(labels, vals, "validation accuracy (%)", "ablation (one factor at a time)",
+                    fmt="{:.1f}", data=data or (rows[0].get("data", "") if rows else ""))
+    ax = fig.axes[0]
+    base = [100 * r["val_acc"] for r in rows if r["run"] == "base"]
+    if base:
+        ax.axhline(base[0], color="k", ls="--", lw=1, label="base")
+        ax.legend(fontsize=8)
+    lo = min(vals)
+    ax.set_ylim(max(0.0, lo - 5), max(vals) + 3)
+    ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
+
+
+def plot_speed_ratio(rows: list, name: str | None = None, title: str = ""):
+    """Speed-up of NumPy over torch per (f, nf): torch seconds / numpy seconds against nf, one
+    line per filter size f (> 1 means our NumPy code is faster). rows: dicts with keys f, nf,
+    numpy_s, torch_s (rows without a torch time are skipped)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fs = sorted({r["f"] for r in rows if r.get("torch_s")})
+    for f in fs:
+        rs = sorted((r for r in rows if r["f"] == f and r.get("torch_s")), key=lambda r: r["nf"])
+        ax.plot([r["nf"] for r in rs], [r["torch_s"] / r["numpy_s"] for r in rs], "o-", label=f"f={f}")
+    ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of filters nf")
+    ax.set_ylabel("torch time / numpy time")
+    ax.set_title(title or "training speed: > 1 means NumPy is faster")
+    ax.grid(alpha=0.3)
+    if fs:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
 # (end of notebook 05 helpers)
 
 
