@@ -101,6 +101,7 @@ def test_protocol_time_tiny():
     cfg = H.TrainConfig(n_cycles=1, step=5, eval_every=5, eval_train_n=50, progress=False)
     r = speed.protocol_time("arch2", cfg, n_train=300, n_test=100, threads=1)
     assert r["updates"] == 10 and r["n_evals"] == 3 and r["error"] is None, r
+    assert r["threads"] == 1, f"protocol_time(threads=1) ran train with {r['threads']} threads"
     assert abs(r["time_train"] + r["time_eval"] + r["time_other"] - r["total"]) < 1e-9
     assert r["config"]["step"] == 5
 
