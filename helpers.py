@@ -972,24 +972,37 @@ def build_mx(X_ims: np.ndarray, f: int) -> np.ndarray:
     return np.ascontiguousarray(v).reshape(n_p, f * f * 3, n)
 
 
-def mx_batch_first(X: np.ndarray, f: int, dtype=np.float32, chunk: int = 8192) -> np.ndarray:
+def mx_batch_first(X: np.ndarray, f: int, dtype=np.float32, chunk: int = 1024,
+                   workers: int | None = None) -> np.ndarray:
     """MX straight from flattened images, stored batch-first for training.
 
     X: (3072, n)  ->  MXb: (n, n_p, f*f*3) C-contiguous ``dtype``, with
     ``MXb[i] == build_mx(to_images(X), f)[:, :, i]``. ``MXb.transpose(1, 2, 0)`` is the spec-layout
     MX (n_p, f*f*3, n) as a view, so no copy is needed to hand it to the public functions.
-    Built in chunks of images to keep the temporary memory small.
+    Built in chunks of ``chunk`` images, on ``workers`` threads (default: the cores, at most
+    4; numpy releases the GIL while copying, and the copy is bound by memory and page faults).
     """
     X = _check_X(X)
     n_p = _check_f(f)
     g, n, d = 32 // f, X.shape[1], f * f * 3
     out = np.empty((n, n_p, d), dtype=dtype)
-    for s in range(0, n, chunk):
+
+    def job(s):
         xb = X[:, s:s + chunk].T  # (b, 3072): channel planes, row-major pixels
         b = xb.shape[0]
         # x index = ch*1024 + (r*f + dy)*32 + c*f + dx  ->  (b, r, c, dy, dx, ch)
         v = xb.reshape(b, 3, g, f, g, f).transpose(0, 2, 4, 3, 5, 1)
-        np.copyto(out[s:s + b].reshape(b, g, g, f, f, 3), v)  # no temporary copy
+        np.copyto(out[s:s + b].reshape(b, g, g, f, f, 3), v, casting="unsafe")  # no temporary
+
+    starts = range(0, n, chunk)
+    workers = min(workers or os.cpu_count() or 1, 4, len(starts))
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(workers) as ex:
+            list(ex.map(job, starts))
+    else:
+        for s in starts:
+            job(s)
     return out
 
 
@@ -2356,23 +2369,56 @@ def _train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainCon
     keep = 1.0 - cfg.dropout
     nh = params["W1"].shape[0]
 
+    # evaluation runs GEMMs over thousands of images, big enough for every core to pay off
+    eval_threads = cfg.threads or os.cpu_count() or 1
+
     def do_eval(t):
         t0 = time.perf_counter()
-        tr = evaluate(params, mx_ev, y_ev, cfg.lam, cfg.eps, tta=cfg.tta)
+        with _blas_threads(eval_threads):
+            tr = evaluate(params, mx_ev, y_ev, cfg.lam, cfg.eps, tta=cfg.tta)
+            te = evaluate(params, mx_te, y_te, cfg.lam, cfg.eps, tta=cfg.tta) if has_test else None
         hist.t.append(int(t))
         for k in ("loss", "loss_ls", "cost", "acc"):
             getattr(hist, "train_" + k).append(tr[k])
-        if has_test:
-            te = evaluate(params, mx_te, y_te, cfg.lam, cfg.eps, tta=cfg.tta)
-            for k in ("loss", "loss_ls", "cost", "acc"):
+            if te is not None:
                 getattr(hist, "test_" + k).append(te[k])
         hist.time_eval += time.perf_counter() - t0
         if callback is not None:
             callback(hist)
 
-    bar = _progress(T, cfg.progress, data_name or "train")
     per_epoch = n // B
     order = None
+
+    def draw(t):
+        """Update t's random choices (batch, transforms, dropout), always drawn in update order
+        in this thread, so a seed gives the same run with or without prefetching."""
+        nonlocal order
+        j = t % per_epoch
+        if j == 0:
+            order = rng.permutation(n)
+        idx = np.sort(order[j * B:(j + 1) * B])
+        choice = rng.integers(0, len(tables[0]), size=B) if tables is not None else None
+        mask = None
+        if cfg.dropout:
+            mask = (rng.random((B, nh), dtype=np.float32) < keep).astype(dt)
+            mask *= 1.0 / keep
+        return idx, choice, mask
+
+    def fetch(idx, choice):
+        """Gather (and augment) a batch of MX rows: memory-bound, so it runs on a spare core."""
+        mb = [m[idx] for m in mx_tr]
+        if choice is not None:
+            mb = [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
+        return mb
+
+    # Double buffering: while update t computes, a helper thread gathers batch t+1 (numpy
+    # releases the GIL while copying). It saves ~15% per update on small nets.
+    pool = None
+    if (os.cpu_count() or 1) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(1, thread_name_prefix="batch-prefetch")
+    bar = _progress(T, cfg.progress, data_name or "train")
+    nxt = None
     t = 0
     try:
         t_start = time.perf_counter()
@@ -2381,18 +2427,16 @@ def _train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainCon
                 t_ev = hist.time_eval
                 do_eval(t)
                 t_start += hist.time_eval - t_ev
-            j = t % per_epoch
-            if j == 0:
-                order = rng.permutation(n)
-            idx = np.sort(order[j * B:(j + 1) * B])
-            mb = [m[idx] for m in mx_tr]
-            if tables is not None:
-                choice = rng.integers(0, len(tables[0]), size=B)
-                mb = [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
-            mask = None
-            if cfg.dropout:
-                mask = (rng.random((B, nh), dtype=np.float32) < keep).astype(dt)
-                mask *= 1.0 / keep
+            if nxt is None:
+                idx, choice, mask = draw(t)
+                mb = fetch(idx, choice)
+            else:
+                idx, choice, mask, fut = nxt
+                mb = fut.result()
+                nxt = None
+            if pool is not None and t + 1 < T:
+                i2, c2, m2 = draw(t + 1)
+                nxt = (i2, c2, m2, pool.submit(fetch, i2, c2))
             loss = train_step(params, mb, y_train[idx], float(etas[t]), cfg.lam, cfg.eps, mask)
             if not np.isfinite(loss):
                 hist.updates_done = t
@@ -2415,6 +2459,8 @@ def _train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainCon
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return params, hist
 
 
