@@ -1268,8 +1268,14 @@ def time_conv_methods(f: int = 4, nf: int = 10, n: int = 100, repeats: int = 3, 
     ms_per_image, n_timed, speedup_vs_loops, max_abs_diff_vs_loops (on the images the loops
     computed), threads, f, nf, n, dtype.
     """
+    return _timed_rows(threads, _time_conv_methods, f, nf, n, repeats, seed, dtype,
+                       loops_max_calls)
+
+
+def _timed_rows(threads, fn, *args) -> list:
+    """Run a timing routine under a BLAS thread limit and tag its rows with the setting."""
     with _blas_threads(threads):
-        rows = _time_conv_methods(f, nf, n, repeats, seed, dtype, loops_max_calls)
+        rows = fn(*args)
     for r in rows:
         r["threads"] = "default" if threads is None else int(threads)
     return rows
@@ -1640,11 +1646,7 @@ def time_grads_dtype(f: int = 4, nf: int = 10, nh: int = 50, n: int = 100, repea
     ``threads``: BLAS threads while timing (None: the library default).
     Returns rows {dtype, seconds, ms_per_batch, speedup_vs_float64, threads, f, nf, nh, n}.
     """
-    with _blas_threads(threads):
-        rows = _time_grads_dtype(f, nf, nh, n, repeats, seed, X)
-    for r in rows:
-        r["threads"] = "default" if threads is None else int(threads)
-    return rows
+    return _timed_rows(threads, _time_grads_dtype, f, nf, nh, n, repeats, seed, X)
 
 
 def _time_grads_dtype(f, nf, nh, n, repeats, seed, X) -> list:
@@ -3066,12 +3068,7 @@ def plot_ls_losses(runs: dict, title: str = "hard-label cross-entropy", name: st
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("loss (hard labels)")
     axes[0][0].legend(fontsize=8)
-    tag = data_label(data or next(iter(runs.values())).data)
-    fig.suptitle(f"{title} - {tag}" if tag else title)
-    fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _finish_fig(fig, title, data or next(iter(runs.values())).data, name)
 
 
 def plot_reliability(runs: dict, n_bins: int = 15, name: str | None = None, data: str = ""):
@@ -3441,6 +3438,16 @@ def save_fig(fig, name: str) -> Path:
     return path
 
 
+def _finish_fig(fig, title: str, data: str, name: str | None):
+    """Title the figure with its data label (SYNTHETIC / FAST MODE), lay it out, save it."""
+    tag = data_label(data)
+    fig.suptitle(f"{title} - {tag}" if tag else title)
+    fig.tight_layout()
+    if name:
+        save_fig(fig, name)
+    return fig
+
+
 def data_label(name: str = "") -> str:
     """A title suffix that never lets synthetic or fast-mode numbers pass as CIFAR-10."""
     tag = name or ""
@@ -3472,12 +3479,7 @@ def plot_history(runs, metrics=("loss", "cost", "acc"), title: str = "", name: s
         ax.set_ylabel({"acc": "accuracy", "loss_ls": "loss (smoothed targets)"}.get(m, m))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    tag = data_label(data or next(iter(runs.values())).data)
-    fig.suptitle(f"{title} - {tag}" if tag else title)
-    fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _finish_fig(fig, title, data or next(iter(runs.values())).data, name)
 
 
 def plot_eta(cfg: TrainConfig, name: str | None = None):

@@ -7,23 +7,11 @@ import numpy as np
 import pytest
 
 import helpers as H
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Tiny matrices: one BLAS thread is much faster than many on a busy shared machine."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+from _common import rel_err
 
 
 def rand_X(n, dtype=np.float64, seed=0):
     return np.random.default_rng(seed).standard_normal((3072, n)).astype(dtype)
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
 
 
 def assert_close(name, got, want, tol):

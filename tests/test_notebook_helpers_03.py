@@ -10,14 +10,6 @@ import pytest
 import helpers as H
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Tiny matrices: one BLAS thread is much faster than many on a busy shared machine."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """300 training and 100 test images of the synthetic stand-in, normalised like load_dataset."""

@@ -6,19 +6,7 @@ import numpy as np
 import pytest
 
 import helpers as H
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Tiny matrices: one BLAS thread is much faster than many on a busy shared machine."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
+from _common import rel_err
 
 
 def scores(K=10, n=8, seed=0, scale=3.0):
