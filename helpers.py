@@ -8,6 +8,10 @@ Every notebook imports this one module. It is flat and sectioned:
     4. training     cyclic learning rates, TrainConfig, train(), checkpoints, augmentation
     5. plots        curves, schedules, bar charts (each saves a PNG to figures/)
 
+Each notebook's widget and table helpers sit in a marked block ("notebook 01 helpers" in the
+convolution section, "notebook 03/04/05 helpers" at the end of the training section): plain
+functions that the widgets, a normal notebook cell and a test all call.
+
 Layout conventions (the assignment's names and shapes at every public boundary):
 
     X        (3072, n)          one image per column, CIFAR-10's row order (R, G, B planes)
