@@ -36,6 +36,12 @@ DATA_DIR = ROOT / "data"
 FIG_DIR = ROOT / "figures"
 
 
+def fig_dir() -> Path:
+    """Where figures and results JSON go: figures/, or figures/fast-mode/ in fast mode, so that
+    running the tests never overwrites the figures of a real (full-mode) run."""
+    return FIG_DIR / "fast-mode" if is_fast() else FIG_DIR
+
+
 def is_fast() -> bool:
     """True when WORKBOOK_FAST is set to 1/true/yes (CI sets it): small data, few updates."""
     return os.environ.get("WORKBOOK_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
@@ -2598,10 +2604,11 @@ def result_row(label: str, params: dict, cfg: TrainConfig, hist: History) -> dic
 
 
 def write_results(name: str, rows: list) -> Path:
-    """Write rows (dicts, e.g. from result_row) to figures/<name>.json (atomically) and return
+    """Write rows (dicts, e.g. from result_row) to <fig_dir()>/<name>.json (atomically); return
     the path. The README's results tables are made from these files."""
-    FIG_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIG_DIR / f"{name}.json"
+    d = fig_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"fast_mode": is_fast(), "rows": rows}, indent=1))
     os.replace(tmp, path)
@@ -3435,9 +3442,10 @@ def _plt():
 
 
 def save_fig(fig, name: str) -> Path:
-    """Save ``fig`` as figures/<name>.png (folder created) and return the path."""
-    FIG_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIG_DIR / (name if name.endswith(".png") else name + ".png")
+    """Save ``fig`` as <fig_dir()>/<name>.png (folder created) and return the path."""
+    d = fig_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / (name if name.endswith(".png") else name + ".png")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 

@@ -120,7 +120,7 @@ def test_plots_save_pngs(tmp_path, monkeypatch):
     H.plot_filters(rng.standard_normal((4, 4, 3, 5)), name="filters")
     H.grouped_bars({"a": {"x": 1.0, "y": 2.0}, "b": {"x": 3.0}}, "v", "t", name="bars")
     for n in ("grid", "filters", "bars"):
-        assert (tmp_path / f"{n}.png").stat().st_size > 1000, f"{n}.png was not written"
+        assert (H.fig_dir() / f"{n}.png").stat().st_size > 1000, f"{n}.png was not written"
     import matplotlib.pyplot as plt
     plt.close("all")
 

@@ -171,7 +171,7 @@ def test_results_round_trip_and_markdown(tiny_runs, tmp_path, monkeypatch):
     rows, _ = tiny_runs
     monkeypatch.setattr(H, "FIG_DIR", tmp_path)
     path = H.write_results("03_test", rows)
-    assert path == tmp_path / "03_test.json", f"written to {path}"
+    assert path == H.fig_dir() / "03_test.json", f"written to {path}"
     back = json.loads(path.read_text())
     assert back["rows"] == rows, "rows changed in the JSON round trip"
     assert back["fast_mode"] is H.is_fast()
@@ -200,3 +200,15 @@ def test_compare_longer_runs_on_hand_numbers():
     assert "25%" in H.compare_longer_runs(0.5, 0.5, 0.5, 0.54, 0.51)[2]
     with pytest.raises(ValueError, match="finite"):
         H.compare_longer_runs(0.5, math.nan, 0.5, 0.5, 0.5)
+
+
+def test_fast_mode_never_overwrites_full_mode_figures(tmp_path, monkeypatch):
+    """Running the tests (fast mode) must not replace the figures/results of a real run."""
+    monkeypatch.setattr(H, "FIG_DIR", tmp_path)
+    monkeypatch.setenv("WORKBOOK_FAST", "0")
+    full = H.write_results("03_mode", [{"run": "full"}])
+    monkeypatch.setenv("WORKBOOK_FAST", "1")
+    fast = H.write_results("03_mode", [{"run": "fast"}])
+    assert full == tmp_path / "03_mode.json" and fast == tmp_path / "fast-mode" / "03_mode.json"
+    assert json.loads(full.read_text())["rows"] == [{"run": "full"}], "fast mode overwrote it"
+    assert json.loads(fast.read_text())["fast_mode"] is True
