@@ -1094,6 +1094,35 @@ def _require_torch(what: str):
     return torch
 
 
+def _torch_net(torch, t: dict, X_ims: np.ndarray, Y: np.ndarray, lam: float = 0.0,
+               eps: float = 0.0) -> dict:
+    """The network and its cost written in torch: the independent oracle (float64).
+
+    t: torch tensors Fs (f, f, 3, nf), W1 (nh, n_p*nf), b1 (nh, 1), W2 (K, nh), b2 (K, 1) and,
+    optionally, b0 (nf, 1) the conv bias;  X_ims: (32, 32, 3, n);  Y: (K, n) one-hot.
+    The convolution is conv2d with stride f on NCHW images, permuted back to conv_outputs
+    (32/f, 32/f, nf, n) and flattened in the spec's order='C'. Returns tensors conv_outputs,
+    conv_outputs_mat (n_p, nf, n), conv_flat (n_p*nf, n), X1 (nh, n), S (K, n), loss (mean
+    cross-entropy against 1-eps / eps/(K-1) targets) and cost = loss + lam (|Fs|^2+|W1|^2+|W2|^2).
+    """
+    f, nf = t["Fs"].shape[0], t["Fs"].shape[3]
+    n, K, n_p = X_ims.shape[3], t["W2"].shape[0], _check_f(t["Fs"].shape[0])
+    x = torch.tensor(np.ascontiguousarray(X_ims.transpose(3, 2, 0, 1)), dtype=torch.float64)
+    b0 = t["b0"].reshape(nf) if "b0" in t else None
+    conv = torch.nn.functional.conv2d(x, t["Fs"].permute(3, 2, 0, 1), bias=b0, stride=f)
+    o = {"conv_outputs": conv.permute(2, 3, 1, 0)}                   # (n, nf, g, g) -> (g, g, nf, n)
+    o["conv_outputs_mat"] = o["conv_outputs"].reshape(n_p, nf, n)    # row-major == order='C'
+    o["conv_flat"] = torch.relu(o["conv_outputs_mat"].reshape(n_p * nf, n))
+    o["X1"] = torch.relu(t["W1"] @ o["conv_flat"] + t["b1"])
+    o["S"] = t["W2"] @ o["X1"] + t["b2"]
+    Yt = torch.tensor(np.asarray(Y, np.float64), dtype=torch.float64)
+    Ys = Yt * (1 - eps) + (1 - Yt) * (eps / (K - 1))
+    o["loss"] = -(Ys * torch.log_softmax(o["S"], dim=0)).sum() / n
+    o["cost"] = o["loss"] + lam * ((t["Fs"] ** 2).sum() + (t["W1"] ** 2).sum()
+                                   + (t["W2"] ** 2).sum())
+    return o
+
+
 def make_debug_file(path, seed: int = 0, f: int = 4, nf: int = 2, nh: int = 50, n: int = 5) -> Path:
     """Write a debug npz with the course file's keys and shapes, computed by torch (the oracle).
 
@@ -1117,27 +1146,20 @@ def make_debug_file(path, seed: int = 0, f: int = 4, nf: int = 2, nh: int = 50, 
     W2 = rng.standard_normal((K, nh)) * np.sqrt(2.0 / nh)
     b1 = rng.standard_normal((nh, 1)) * 0.01
     b2 = rng.standard_normal((K, 1)) * 0.01
-    Y = np.zeros((K, n))
-    Y[y, np.arange(n)] = 1.0
+    Y = one_hot(y, K, np.float64)
 
-    T = lambda a, g=False: torch.tensor(a, dtype=torch.float64, requires_grad=g)  # noqa: E731
-    x_nchw = T(np.ascontiguousarray(to_images(X).transpose(3, 2, 0, 1)))
-    tFs, tW1, tW2, tb1, tb2 = T(Fs, True), T(W1, True), T(W2, True), T(b1, True), T(b2, True)
-    weight = tFs.permute(3, 2, 0, 1)                      # (nf, 3, f, f)
-    conv = torch.nn.functional.conv2d(x_nchw, weight, stride=f)   # (n, nf, 32/f, 32/f)
-    conv_outputs = conv.permute(2, 3, 1, 0)                # (32/f, 32/f, nf, n)
-    conv_mat = conv_outputs.reshape(n_p, nf, n)            # row-major == order='C'
-    conv_flat = torch.relu(conv_mat.reshape(n_p * nf, n))
-    X1 = torch.relu(tW1 @ conv_flat + tb1)
-    S = tW2 @ X1 + tb2
-    P = torch.softmax(S, dim=0)
-    loss = -(T(Y) * torch.log_softmax(S, dim=0)).sum() / n
-    loss.backward()
-    out = dict(X=X, Fs=Fs, conv_outputs=conv_outputs.detach().numpy(),
-               conv_outputs_mat=conv_mat.detach().numpy(), conv_flat=conv_flat.detach().numpy(),
-               W1=W1, W2=W2, b1=b1, b2=b2, X1=X1.detach().numpy(), P=P.detach().numpy(), Y=Y,
-               grad_Fs_flat=tFs.grad.numpy().reshape(f * f * 3, nf), grad_W1=tW1.grad.numpy(),
-               grad_W2=tW2.grad.numpy(), grad_b1=tb1.grad.numpy(), grad_b2=tb2.grad.numpy())
+    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+         for k, v in dict(Fs=Fs, W1=W1, b1=b1, W2=W2, b2=b2).items()}
+    o = _torch_net(torch, t, to_images(X), Y)
+    o["loss"].backward()
+    num = {k: v.detach().numpy() for k, v in o.items()}
+    out = dict(X=X, Fs=Fs, conv_outputs=num["conv_outputs"],
+               conv_outputs_mat=num["conv_outputs_mat"], conv_flat=num["conv_flat"],
+               W1=W1, W2=W2, b1=b1, b2=b2, X1=num["X1"],
+               P=torch.softmax(o["S"], dim=0).detach().numpy(), Y=Y,
+               grad_Fs_flat=t["Fs"].grad.numpy().reshape(f * f * 3, nf), grad_W1=t["W1"].grad.numpy(),
+               grad_W2=t["W2"].grad.numpy(), grad_b1=t["b1"].grad.numpy(),
+               grad_b2=t["b2"].grad.numpy())
     path = Path(path)
     _atomic_savez(path, **{k: np.ascontiguousarray(v) for k, v in out.items()})
     return path
@@ -1542,25 +1564,11 @@ def torch_grads(params: dict, MX: np.ndarray, Y: np.ndarray, lam: float = 0.0,
     check_params(params)
     if "Fs" not in params:
         raise ValueError("torch_grads handles one filter size (key 'Fs')")
-    f, nf = params["Fs"].shape[0], params["Fs"].shape[3]
-    n_p = _check_f(f)
-    X_ims = mx_to_images(MX, f)
-    n, K = X_ims.shape[3], params["W2"].shape[0]
-    Y = _check_Y(Y, n, K)
-    T = lambda a, g=False: torch.tensor(np.asarray(a, np.float64), dtype=torch.float64,  # noqa: E731
-                                        requires_grad=g)
-    t = {k: T(params[k], True) for k in ("Fs", "b0", "W1", "b1", "W2", "b2")}
-    x = T(np.ascontiguousarray(X_ims.transpose(3, 2, 0, 1)))                 # (n, 3, 32, 32)
-    conv = torch.nn.functional.conv2d(x, t["Fs"].permute(3, 2, 0, 1), bias=t["b0"].reshape(nf),
-                                      stride=f)                                # (n, nf, g, g)
-    conv_mat = conv.permute(2, 3, 1, 0).reshape(n_p, nf, n)
-    conv_flat = torch.relu(conv_mat.reshape(n_p * nf, n))
-    X1 = torch.relu(t["W1"] @ conv_flat + t["b1"])
-    S = t["W2"] @ X1 + t["b2"]
-    Yt = T(Y)
-    Ys = Yt * (1 - eps) + (1 - Yt) * (eps / (K - 1))
-    loss = -(Ys * torch.log_softmax(S, dim=0)).sum() / n
-    cost = loss + lam * ((t["Fs"] ** 2).sum() + (t["W1"] ** 2).sum() + (t["W2"] ** 2).sum())
+    X_ims = mx_to_images(MX, params["Fs"].shape[0])
+    Y = _check_Y(Y, X_ims.shape[3], params["W2"].shape[0])
+    t = {k: torch.tensor(np.asarray(params[k], np.float64), dtype=torch.float64,
+                         requires_grad=True) for k in ("Fs", "b0", "W1", "b1", "W2", "b2")}
+    cost = _torch_net(torch, t, X_ims, Y, lam, eps)["cost"]
     cost.backward()
     out = {k: v.grad.numpy().copy() for k, v in t.items()}
     return (out, float(cost.detach())) if return_cost else out
@@ -1584,9 +1592,7 @@ def tiny_net(f: int = 8, nf: int = 2, nh: int = 6, n: int = 5, X: np.ndarray | N
     if X.shape[1] < n:
         raise ValueError(f"X has {X.shape[1]} images; need n={n}")
     y = rng.integers(0, 10, n) if y is None else np.asarray(y)[:n]
-    Y = np.zeros((10, n))
-    Y[y, np.arange(n)] = 1.0
-    return p, build_mx(to_images(X), f), Y
+    return p, build_mx(to_images(X), f), one_hot(y, 10, np.float64)
 
 
 def numerical_grads(params: dict, MX, Y: np.ndarray, lam: float = 0.0, eps: float = 0.0,
@@ -1836,14 +1842,18 @@ def init_params(f, nf, nh: int, K: int = 10, seed: int = 0, dtype=np.float32) ->
     return p
 
 
+def _check_eps(eps: float) -> float:
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"label smoothing eps must be in [0, 1); got {eps}")
+    return float(eps)
+
+
 def smooth_targets(Y: np.ndarray, eps: float) -> np.ndarray:
     """Label smoothing of one-hot targets: 1-eps on the true class, eps/(K-1) elsewhere.
 
     Y: (K, n) one-hot  ->  (K, n) same dtype. eps=0 returns Y unchanged.
     """
-    if not 0.0 <= eps < 1.0:
-        raise ValueError(f"label smoothing eps must be in [0, 1); got {eps}")
-    if eps == 0:
+    if _check_eps(eps) == 0:
         return Y
     K = Y.shape[0]
     return Y * (1.0 - eps) + (1.0 - Y) * (eps / (K - 1))
@@ -2027,6 +2037,7 @@ def grad_Fs_einsum(MX: np.ndarray, G_batch: np.ndarray, nf: int) -> np.ndarray:
 # 4. training
 # =====================================================================================
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -2187,36 +2198,52 @@ class TrainingDiverged(FloatingPointError):
 
 # ---- augmentation on MX: every flip/shift is a precomputed gather on the flat MX row ----
 
+def aug_transforms(flip: bool = False, max_shift: int = 0) -> list:
+    """The transform of every row of ``aug_tables(f, flip, max_shift)``, in table order:
+    a list of (flip, dy, dx) meaning ``shift_images(X, dy, dx, flip)``. Row 0 is (False, 0, 0);
+    then the other shifts in row-major order, for flip=False and then (if ``flip``) flip=True."""
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1)
+              for dx in range(-max_shift, max_shift + 1)]
+    shifts.sort(key=lambda s: (s != (0, 0)))           # identity first
+    return [(fl, dy, dx) for fl in ((False, True) if flip else (False,)) for dy, dx in shifts]
+
+
 def aug_tables(f: int, flip: bool = False, max_shift: int = 0) -> np.ndarray:
     """Gather tables that apply an image transform directly to batch-first MX rows.
 
-    Returns idx: (n_t, 3072) int32. For a batch MXb (b, n_p, d) flattened to rows (b, 3072) and
-    padded with one zero column, ``padded[i, idx[k]]`` is the MX row of image i transformed by
-    transform k: a horizontal flip (if ``flip``) and/or a shift by (dy, dx) in
+    Returns idx: (n_t, 3072) int32, read-only (built once per (f, flip, max_shift) and cached).
+    For a batch MXb (b, n_p, d) flattened to rows (b, 3072) and padded with one zero column,
+    ``padded[i, idx[k]]`` is the MX row of image i transformed by transform k =
+    ``aug_transforms(flip, max_shift)[k]``: a horizontal flip and/or a shift by (dy, dx) in
     [-max_shift, max_shift]^2 pixels with zero fill (zero = the training mean after
     normalisation). Row 0 is the identity. Tests check it equals ``mx_batch_first`` of the
     transformed images exactly.
     """
-    n_p = _check_f(f)
+    _check_f(f)
+    return _aug_tables(int(f), bool(flip), int(max_shift))
+
+
+@functools.lru_cache(maxsize=64)
+def _aug_tables(f: int, flip: bool, max_shift: int) -> np.ndarray:
     ident = np.arange(3072, dtype=np.float64)[:, None]
     x_of_q = mx_batch_first(ident, f, dtype=np.float64)[0].ravel().astype(np.int64)  # MX pos -> X index
     q_of_x = np.empty(3072, np.int64)
     q_of_x[x_of_q] = np.arange(3072)
     ch, rem = np.divmod(x_of_q, 1024)
     r, c = np.divmod(rem, 32)
-    shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1)
-              for dx in range(-max_shift, max_shift + 1)]
-    shifts.sort(key=lambda s: (s != (0, 0)))           # identity first
     tables = []
-    for fl in ((False, True) if flip else (False,)):
-        for dy, dx in shifts:
-            rr, cc = r - dy, c - dx                       # out[r, c] = in[r - dy, c - dx] ...
-            ok = (rr >= 0) & (rr < 32) & (cc >= 0) & (cc < 32)
-            if fl:
-                cc = 31 - cc                              # ... of the mirrored image
-            src = q_of_x[ch * 1024 + np.clip(rr, 0, 31) * 32 + np.clip(cc, 0, 31)]
-            tables.append(np.where(ok, src, 3072).astype(np.int32))
-    return np.stack(tables)
+    for fl, dy, dx in aug_transforms(flip, max_shift):
+        rr, cc = r - dy, c - dx                           # out[r, c] = in[r - dy, c - dx] ...
+        ok = (rr >= 0) & (rr < 32) & (cc >= 0) & (cc < 32)
+        if fl:
+            cc = 31 - cc                                  # ... of the mirrored image
+        src = q_of_x[ch * 1024 + np.clip(rr, 0, 31) * 32 + np.clip(cc, 0, 31)]
+        tables.append(np.where(ok, src, 3072).astype(np.int32))
+    out = np.stack(tables)
+    out.setflags(write=False)
+    return out
 
 
 def augment_mx(mxb: np.ndarray, tables: np.ndarray, choice: np.ndarray) -> np.ndarray:
@@ -2327,6 +2354,12 @@ def auto_threads(params: dict, batch_size: int = 100) -> int:
     return (os.cpu_count() or 1) if flops > 150e6 else 1
 
 
+def _eval_threads(cfg: TrainConfig) -> int:
+    """BLAS threads for evaluation: its GEMMs span thousands of images, big enough for every
+    core to pay off (cfg.threads overrides)."""
+    return cfg.threads or os.cpu_count() or 1
+
+
 def train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig | None = None,
           X_test: np.ndarray | None = None, y_test: np.ndarray | None = None, *,
           data_name: str = "", callback=None):
@@ -2349,8 +2382,7 @@ def train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
 
 def _train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig,
            X_test=None, y_test=None, *, data_name: str = "", callback=None):
-    """The body of :func:`train`, run under its BLAS thread limit."""
-    cfg = (cfg or TrainConfig()).validate()
+    """The body of :func:`train` (cfg already validated), run under its BLAS thread limit."""
     params = {k: v.copy() for k, v in check_params(params).items()}
     dt = params["W1"].dtype
     X_train = _check_X(X_train, "X_train")
@@ -2381,8 +2413,7 @@ def _train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainCon
     keep = 1.0 - cfg.dropout
     nh = params["W1"].shape[0]
 
-    # evaluation runs GEMMs over thousands of images, big enough for every core to pay off
-    eval_threads = cfg.threads or os.cpu_count() or 1
+    eval_threads = _eval_threads(cfg)
 
     def do_eval(t):
         t0 = time.perf_counter()
@@ -2876,12 +2907,6 @@ def _check_scores_labels(S: np.ndarray, y: np.ndarray, what: str = "S") -> tuple
     return S, y.astype(np.int64)
 
 
-def _check_eps(eps: float) -> float:
-    if not 0.0 <= eps < 1.0:
-        raise ValueError(f"label smoothing eps must be in [0, 1); got {eps}")
-    return float(eps)
-
-
 def ls_targets(y: np.ndarray, K: int, eps: float, dtype=np.float64) -> np.ndarray:
     """Label-smoothed targets in the spec layout: (K, n) ``dtype``, 1-eps on the true class and
     eps/(K-1) on every other class (eq. 23). y: (n,) int labels. eps=0 gives one-hot."""
@@ -2889,9 +2914,7 @@ def ls_targets(y: np.ndarray, K: int, eps: float, dtype=np.float64) -> np.ndarra
     y = np.asarray(y).astype(np.int64).ravel()
     if K < 2 or (y.size and (y.min() < 0 or y.max() >= K)):
         raise ValueError(f"need K >= 2 and labels in [0, K); got K={K}")
-    Y = np.full((K, y.shape[0]), eps / (K - 1), dtype=dtype)
-    Y[y, np.arange(y.shape[0])] = 1.0 - eps
-    return Y
+    return np.ascontiguousarray(_targets(y, K, eps, dtype).T)
 
 
 def ls_cross_entropy(S: np.ndarray, y: np.ndarray, eps: float = 0.0) -> float:
@@ -2993,9 +3016,7 @@ def ls_compare(data: dict, eps: float = 0.1, lam: float = 0.0025, n_train: int =
     Returns {"eps=0": History, f"eps={eps:g}": History} (a single entry when eps == 0).
     """
     eps = _check_eps(eps)
-    for k in ("X_train", "y_train", "X_test", "y_test"):
-        if k not in data:
-            raise ValueError(f"data has no {k!r}; pass the dict returned by load_dataset()")
+    _check_data(data)
     N, Nt = data["X_train"].shape[1], data["X_test"].shape[1]
     if not 1 <= n_train <= N or not 1 <= n_test <= Nt:
         raise ValueError(f"need 1 <= n_train <= {N} and 1 <= n_test <= {Nt}; got "
@@ -3136,18 +3157,6 @@ def recipe_arch(recipe: dict) -> dict:
     return {k: recipe[k] for k in ("f", "nf", "nh")}
 
 
-def aug_transforms(flip: bool = False, max_shift: int = 0) -> list:
-    """The transform of every row of ``aug_tables(f, flip, max_shift)``, in table order:
-    a list of (flip, dy, dx) meaning ``shift_images(X, dy, dx, flip)``. Row 0 is (False, 0, 0).
-    The notebook-05 self-check proves each row against ``shift_images`` + ``build_mx``."""
-    if max_shift < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
-    shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1)
-              for dx in range(-max_shift, max_shift + 1)]
-    shifts.sort(key=lambda s: (s != (0, 0)))
-    return [(fl, dy, dx) for fl in ((False, True) if flip else (False,)) for dy, dx in shifts]
-
-
 def _val_split(data: dict):
     """(X_val, y_val), or (None, None) when the data has no validation images."""
     Xv = data.get("X_val")
@@ -3179,7 +3188,7 @@ def train_recipe(arch: dict, cfg: TrainConfig, data: dict, seed: int = 0, label:
     row["test_acc"] = None
     if score_test and data.get("X_test") is not None and data["X_test"].shape[1] > 0:
         t0 = time.perf_counter()
-        with _blas_threads(cfg.threads if cfg.threads is not None else auto_threads(params, cfg.batch_size)):
+        with _blas_threads(_eval_threads(cfg)):
             te = evaluate(params, mx_for(params, data["X_test"]), np.asarray(data["y_test"]).ravel(),
                           tta=cfg.tta)
         row["test_acc"] = te["acc"]
@@ -3288,41 +3297,18 @@ def recipe_for_mode(recipe: dict | None = None, fast: bool | None = None) -> dic
 
 def time_per_update(arch: dict, cfg: TrainConfig, data: dict, n: int = 20, seed: int = 0) -> float:
     """Seconds per SGD update of ``arch`` trained with ``cfg``'s options (augmentation, dropout,
-    batch size), measured on ``n`` updates of data['X_train'] after 2 warm-up updates.
-    Multiply by cfg.n_updates for a training-time estimate (evaluation not included)."""
-    n = max(2, int(n))
+    batch size, threads): the mean update time of a short ``train`` run of about ``n`` updates
+    on data['X_train'] (evaluation excluded). Multiply by cfg.n_updates for a training-time
+    estimate."""
     cfg = cfg.validate()
     if cfg.batch_size > data["X_train"].shape[1]:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set")
+    short = dataclasses.replace(cfg, n_cycles=1, step=max(1, (int(n) + 1) // 2), increasing=False,
+                                eval_every=10 ** 9, eval_train_n=cfg.batch_size, seed=seed,
+                                progress=False)
     params = init_params(**recipe_arch(arch), seed=seed, dtype=data["X_train"].dtype)
-    mx_tr = mx_for(params, data["X_train"])
-    rng = np.random.default_rng(seed)
-    tables = ([aug_tables(f, cfg.flip, cfg.translate) for f in filter_sizes(params)]
-              if (cfg.flip or cfg.translate) else None)
-    threads = cfg.threads if cfg.threads is not None else auto_threads(params, cfg.batch_size)
-    with _blas_threads(threads):  # the thread count train() would use
-        times = _timed_updates(params, mx_tr, np.asarray(data["y_train"]), cfg, tables, rng, n)
-    return float(np.median(times[2:]))
-
-
-def _timed_updates(params, mx_tr, y_train, cfg, tables, rng, n) -> list:
-    """Seconds of each of n + 2 updates on random batches (time_per_update's loop)."""
-    B, nh = cfg.batch_size, params["W1"].shape[0]
-    times = []
-    for t in range(n + 2):
-        t0 = time.perf_counter()
-        idx = np.sort(rng.choice(len(y_train), B, replace=False))
-        mb = [m[idx] for m in mx_tr]
-        if tables is not None:
-            choice = rng.integers(0, len(tables[0]), size=B)
-            mb = [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
-        mask = None
-        if cfg.dropout:
-            mask = (rng.random((B, nh), dtype=np.float32) < 1 - cfg.dropout).astype(params["W1"].dtype)
-            mask *= 1.0 / (1 - cfg.dropout)
-        train_step(params, mb, y_train[idx], 1e-3, cfg.lam, cfg.eps, mask)
-        times.append(time.perf_counter() - t0)
-    return times
+    _, hist = train(params, data["X_train"], data["y_train"], short)
+    return hist.time_train / max(1, hist.updates_done)
 
 
 def ablation_time_estimate(base_arch: dict, base_cfg: TrainConfig, variants: dict, data: dict,

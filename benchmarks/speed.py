@@ -63,14 +63,9 @@ SCHEMA = "convnet-workbook/speed/1"
 DATA_NOTE = ("SPEED ONLY: random Gaussian float32 data with CIFAR-10's shapes (3072 x n, "
              "10 random labels), not CIFAR-10; accuracies from these runs are meaningless.")
 
-# name -> (f, nf, nh), the assignment's five architectures
-ARCHS = {
-    "arch1": (2, 3, 50),
-    "arch2": (4, 10, 50),
-    "arch3": (8, 40, 50),
-    "arch4": (16, 160, 50),
-    "arch5": (4, 40, 300),
-}
+# name -> (f, nf, nh), the assignment's five architectures (1-4 from helpers, 5 from Exercise 4)
+ARCHS = {**{k: (a["f"], a["nf"], a["nh"]) for k, a in H.EX3_ARCHS.items()},
+         "arch5": (4, 40, 300)}
 K = 10
 BATCH = 100
 LAM = 0.003
