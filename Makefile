@@ -21,7 +21,7 @@ test: $(STAMP)
 		--nbval-lax --nbval-current-env tests notebooks
 
 data: $(STAMP)
-	$(BIN)/python -c "import helpers; helpers.fetch_cifar10_or_explain()"
+	$(BIN)/python -c "from workbook import data; data.fetch_cifar10_or_explain()"
 
 workbook: data
 	mkdir -p build/executed figures

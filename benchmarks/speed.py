@@ -58,13 +58,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # helpers.py, also when the package is not installed
 import helpers as H  # noqa: E402
+from workbook import experiments, runtime
 
 SCHEMA = "convnet-workbook/speed/1"
 DATA_NOTE = ("SPEED ONLY: random Gaussian float32 data with CIFAR-10's shapes (3072 x n, "
              "10 random labels), not CIFAR-10; accuracies from these runs are meaningless.")
 
 # name -> (f, nf, nh), the assignment's five architectures (1-4 from helpers, 5 from Exercise 4)
-ARCHS = {**{k: (a["f"], a["nf"], a["nh"]) for k, a in H.EX3_ARCHS.items()},
+ARCHS = {**{k: (a["f"], a["nf"], a["nh"]) for k, a in experiments.EX3_ARCHS.items()},
          "arch5": (4, 40, 300)}
 K = 10
 BATCH = 100
@@ -183,7 +184,7 @@ class NumpyRunner:
         self.mxs = H.mx_for(self.params, data["X"])          # [(n, n_p, d)] float32
         self.y, self.idx, self.lam, self.eta, self.t = data["y"], idx, lam, eta, 0
         # helpers.train's own thread policy (auto_threads), never above the common cap
-        self.threads = H.auto_threads(self.params, BATCH)
+        self.threads = runtime.auto_threads(self.params, BATCH)
 
     def run(self, k: int) -> float:
         from threadpoolctl import threadpool_limits, threadpool_info
@@ -452,7 +453,7 @@ def protocol_time(arch: str = "arch2", cfg=None, n_train: int = 49000, n_test: i
     used = threads
     if has_threads:
         used = cfg.threads if cfg.threads is not None else (
-            H.auto_threads(params, cfg.batch_size) if hasattr(H, "auto_threads") else None)
+            runtime.auto_threads(params, cfg.batch_size) if hasattr(H, "auto_threads") else None)
     err = None
     with thread_limit(threads if not has_threads else used):
         t0 = time.perf_counter()
@@ -738,7 +739,7 @@ def run_benchmark(args) -> dict:
         t1 = r["torch1"]["median_s"] if r.get("torch1") else None
         best = min(ts, t1) if ts and t1 else ts
         per.append({"arch": name, "f": f, "nf": nf, "nh": nh,
-                    "numpy_threads": min(s["threads"], H.auto_threads(H.init_params(f, nf, nh))),
+                    "numpy_threads": min(s["threads"], runtime.auto_threads(H.init_params(f, nf, nh))),
                     "torch1_s": t1, "ratio_best_torch_over_numpy": best / ns if best else None,
                     "numpy_s": ns, "numpy_repeats_s": r["numpy"]["repeats_s"],
                     "torch_s": ts, "torch_repeats_s": r["torch"]["repeats_s"] if ts else None,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import helpers as H
+from workbook import oracle
 from _common import rel_err
 
 
@@ -148,7 +149,7 @@ def test_debug_file_round_trip_and_numpy_reproduces_it(tmp_path, kw):
     pytest.importorskip("torch")
     f, nf, nh, n = kw.get("f", 4), kw.get("nf", 2), kw.get("nh", 50), kw.get("n", 5)
     n_p = (32 // f) ** 2
-    path = H.make_debug_file(tmp_path / "debug.npz", **kw)
+    path = oracle.make_debug_file(tmp_path / "debug.npz", **kw)
     assert path.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["debug.npz"], "temporary files left"
     shapes = {"X": (3072, n), "Fs": (f, f, 3, nf), "conv_outputs": (32 // f, 32 // f, nf, n),
@@ -158,11 +159,11 @@ def test_debug_file_round_trip_and_numpy_reproduces_it(tmp_path, kw):
               "grad_W1": (nh, n_p * nf), "grad_W2": (10, nh), "grad_b1": (nh, 1), "grad_b2": (10, 1)}
     with np.load(path) as z:
         d = {k: z[k] for k in z.files}
-    assert set(d) == set(shapes) == set(H.DEBUG_KEYS)
+    assert set(d) == set(shapes) == set(oracle.DEBUG_KEYS)
     for k, s in shapes.items():
         assert d[k].shape == s, f"debug file {k} has shape {d[k].shape}, expected {s}"
         assert d[k].dtype == np.float64, f"debug file {k} is {d[k].dtype}, expected float64"
-    loaded, what = H.load_debug_file(path)
+    loaded, what = oracle.load_debug_file(path)
     assert str(path) in what
     for k in shapes:
         assert np.array_equal(loaded[k], d[k]), f"load_debug_file changed {k}"

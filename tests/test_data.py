@@ -3,8 +3,7 @@ synthetic stand-in and load_dataset.
 
 Everything runs offline: a tiny CIFAR-10 look-alike (the official folder layout and pickle
 format, a few random images per batch) is built in tmp_path and served from a local HTTP
-server on 127.0.0.1. Nothing is written to the repository's data/ folder.
-"""
+server on 127.0.0.1. Nothing is written to the repository's data/ folder."""
 import hashlib
 import http.server
 import io
@@ -13,17 +12,18 @@ import socket
 import tarfile
 import threading
 import urllib.request
-
 import numpy as np
 import pytest
-
 import helpers as H
+from workbook import config, data, synthetic
+
 
 FOLDER = "cifar-10-batches-py"
-M = 6  # images per fake batch
 
 
-# ----------------------------------------------------------------------------- fixtures
+M = 6
+
+
 def _batch(rng, m, name):
     return {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, m).tolist(),
             b"data": rng.integers(0, 256, (m, 3072), dtype=np.uint8),
@@ -47,7 +47,7 @@ def fake_cifar(tmp_path):
     folder.mkdir(parents=True)
     batches = {f"data_batch_{i}": _batch(rng, M, f"training batch {i} of 5") for i in range(1, 6)}
     batches["test_batch"] = _batch(rng, M, "testing batch 1 of 1")
-    names = [s.encode() for s in H.CIFAR10_LABELS]
+    names = [s.encode() for s in data.CIFAR10_LABELS]
     files = dict(batches)
     files["batches.meta"] = {b"label_names": names, b"num_cases_per_batch": M,
                              b"num_vis": 3072}
@@ -116,8 +116,7 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     monkeypatch.delenv("WORKBOOK_FAST", raising=False)
     data_dir = tmp_path / "data_dir"
-    # the functions read DATA_DIR from their own module's globals (helpers or its data part)
-    monkeypatch.setitem(H.load_dataset.__globals__, "DATA_DIR", data_dir)
+    monkeypatch.setattr(config, "DATA_DIR", data_dir)
     return data_dir
 
 
@@ -134,15 +133,42 @@ def _spec_ims(X):
     return np.transpose(X.reshape((32, 32, 3, n), order="F"), (1, 0, 2, 3))
 
 
+def _evil_tar(path, name, **attrs):
+    with tarfile.open(path, "w:gz") as tar:
+        _add_bytes(tar, f"{FOLDER}/data_batch_1", b"fine")
+        _add_bytes(tar, name, b"evil", **attrs)
+    return path
+
+
+def _check_loaded(d, fake):
+    n, n_test = 5 * M, M
+    assert d["X_train"].shape == (3072, n) and d["X_train"].dtype == np.uint8
+    assert d["X_test"].shape == (3072, n_test) and d["X_test"].dtype == np.uint8
+    assert d["y_train"].shape == (n,) and d["y_train"].dtype == np.int64
+    assert d["y_test"].dtype == np.int64
+    assert d["label_names"] == data.CIFAR10_LABELS
+    np.testing.assert_array_equal(d["y_train"], fake.y_train)
+    np.testing.assert_array_equal(d["y_test"], fake.y_test)
+
+
+def _check_split(d, n_train, n_val, n_test):
+    for part, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        X, Y, y = d[f"X_{part}"], d[f"Y_{part}"], d[f"y_{part}"]
+        assert X.shape == (3072, n) and X.dtype == np.float32
+        assert Y.shape == (10, n) and y.shape == (n,) and y.dtype == np.int64
+        assert np.array_equal(Y.argmax(0), y)
+    assert d["mean"].shape == d["std"].shape == (3072, 1)
+
+
 # ----------------------------------------------------------------------------- download
 def test_download_verifies_md5_and_leaves_only_the_file(tmp_path, server, fake_cifar):
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
     out = tmp_path / "dl"
-    dest = H.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
+    dest = data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
                            progress=False)
     assert dest == out / "c.tgz"
     assert dest.read_bytes() == fake_cifar.tar_bytes
-    assert H.md5_file(dest) == fake_cifar.md5
+    assert data.md5_file(dest) == fake_cifar.md5
     assert sorted(p.name for p in out.iterdir()) == ["c.tgz"]
     assert server.hits["/c.tgz"] == 1
 
@@ -151,7 +177,7 @@ def test_download_bad_md5_retries_once_then_fails_cleanly(tmp_path, server, fake
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
     out = tmp_path / "dl"
     with pytest.raises(RuntimeError) as exc:
-        H.download_file(server.url("/c.tgz"), out / "c.tgz", md5="0" * 32, progress=False)
+        data.download_file(server.url("/c.tgz"), out / "c.tgz", md5="0" * 32, progress=False)
     msg = str(exc.value)
     assert "md5" in msg and "CIFAR10_DIR" in msg and server.url("/c.tgz") in msg
     assert server.hits["/c.tgz"] == 2                  # the first try and one retry
@@ -162,8 +188,8 @@ def test_download_cut_short_is_retried_then_fails_cleanly(tmp_path, server, fake
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
     server.short["/c.tgz"] = len(fake_cifar.tar_bytes) // 2
     out = tmp_path / "dl"
-    with pytest.raises(H.DownloadError, match="cut short"):
-        H.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
+    with pytest.raises(data.DownloadError, match="cut short"):
+        data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
                         progress=False)
     assert server.hits["/c.tgz"] == 2
     assert list(out.iterdir()) == []
@@ -173,8 +199,8 @@ def test_download_cut_short_is_retried_then_fails_cleanly(tmp_path, server, fake
 def test_download_network_errors_are_clear(tmp_path, server, kind):
     url = _closed_port_url() if kind == "refused" else server.url("/missing.tgz")
     out = tmp_path / "dl"
-    with pytest.raises(H.DownloadError) as exc:
-        H.download_file(url, out / "c.tgz", progress=False)
+    with pytest.raises(data.DownloadError) as exc:
+        data.download_file(url, out / "c.tgz", progress=False)
     assert url in str(exc.value) and "CIFAR10_DIR" in str(exc.value)
     assert list(out.iterdir()) == []
 
@@ -199,7 +225,7 @@ def test_download_interrupted_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Resp())
     out = tmp_path / "dl"
     with pytest.raises(KeyboardInterrupt):
-        H.download_file("http://127.0.0.1:9/x.tgz", out / "x.tgz", progress=False)
+        data.download_file("http://127.0.0.1:9/x.tgz", out / "x.tgz", progress=False)
     assert Resp.calls == 2
     assert list(out.iterdir()) == []
 
@@ -207,10 +233,10 @@ def test_download_interrupted_leaves_no_partial_file(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- extraction
 def test_safe_extract_roundtrip(tmp_path, fake_cifar):
     dest = tmp_path / "out"
-    created = H.safe_extract(fake_cifar.tar, dest)
+    created = data.safe_extract(fake_cifar.tar, dest)
     assert created == [dest / FOLDER]
     assert sorted(p.name for p in dest.iterdir()) == [FOLDER]        # no temp folder left
-    for name in H.CIFAR10_FILES:
+    for name in data.CIFAR10_FILES:
         assert (dest / FOLDER / name).read_bytes() == (fake_cifar.folder / name).read_bytes()
 
 
@@ -219,15 +245,8 @@ def test_safe_extract_truncated_archive(tmp_path, fake_cifar):
     bad.write_bytes(fake_cifar.tar_bytes[: len(fake_cifar.tar_bytes) * 2 // 3])
     dest = tmp_path / "out"
     with pytest.raises(RuntimeError, match="truncated or corrupt"):
-        H.safe_extract(bad, dest)
+        data.safe_extract(bad, dest)
     assert list(dest.iterdir()) == []                 # no half-extracted folder
-
-
-def _evil_tar(path, name, **attrs):
-    with tarfile.open(path, "w:gz") as tar:
-        _add_bytes(tar, f"{FOLDER}/data_batch_1", b"fine")
-        _add_bytes(tar, name, b"evil", **attrs)
-    return path
 
 
 @pytest.mark.parametrize("name,attrs,why", [
@@ -240,31 +259,19 @@ def test_safe_extract_refuses_unsafe_members(tmp_path, name, attrs, why):
     tar = _evil_tar(tmp_path / "evil.tar.gz", name, **attrs)
     dest = tmp_path / "a" / "b" / "out"
     with pytest.raises(ValueError, match=why):
-        H.safe_extract(tar, dest)
+        data.safe_extract(tar, dest)
     assert list(dest.iterdir()) == []                 # nothing at all was extracted
     assert not (tmp_path / "a" / "escaped.txt").exists()
-
-
-# ----------------------------------------------------------------------------- CIFAR-10
-def _check_loaded(d, fake):
-    n, n_test = 5 * M, M
-    assert d["X_train"].shape == (3072, n) and d["X_train"].dtype == np.uint8
-    assert d["X_test"].shape == (3072, n_test) and d["X_test"].dtype == np.uint8
-    assert d["y_train"].shape == (n,) and d["y_train"].dtype == np.int64
-    assert d["y_test"].dtype == np.int64
-    assert d["label_names"] == H.CIFAR10_LABELS
-    np.testing.assert_array_equal(d["y_train"], fake.y_train)
-    np.testing.assert_array_equal(d["y_test"], fake.y_test)
 
 
 def test_load_cifar10_downloads_verifies_extracts(tmp_path, server, fake_cifar):
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
     root = tmp_path / "root"
-    d = H.load_cifar10(root=root, url=server.url("/c.tgz"), md5=fake_cifar.md5)
+    d = data.load_cifar10(root=root, url=server.url("/c.tgz"), md5=fake_cifar.md5)
     _check_loaded(d, fake_cifar)
     assert (root / FOLDER / "batches.meta").is_file()
     assert server.hits["/c.tgz"] == 1
-    H.load_cifar10(root=root, url=server.url("/c.tgz"), md5=fake_cifar.md5)
+    data.load_cifar10(root=root, url=server.url("/c.tgz"), md5=fake_cifar.md5)
     assert server.hits["/c.tgz"] == 1                 # second call: read from disk only
 
 
@@ -274,7 +281,7 @@ def test_load_cifar10_from_corrupt_download_fails_without_leftovers(tmp_path, se
     server.routes["/c.tgz"] = truncated
     root = tmp_path / "root"
     with pytest.raises(RuntimeError, match="truncated or corrupt"):
-        H.load_cifar10(root=root, url=server.url("/c.tgz"),
+        data.load_cifar10(root=root, url=server.url("/c.tgz"),
                        md5=hashlib.md5(truncated).hexdigest())
     assert not (root / FOLDER).exists()
     assert [p.name for p in root.iterdir()] == ["cifar-10-python.tar.gz"]
@@ -283,24 +290,24 @@ def test_load_cifar10_from_corrupt_download_fails_without_leftovers(tmp_path, se
 def test_cifar10_dir_override(tmp_path, monkeypatch, fake_cifar):
     monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
     empty_root = tmp_path / "nothing-here"
-    assert H.cifar10_available(root=empty_root)
-    d = H.load_cifar10(root=empty_root, download=False)
+    assert data.cifar10_available(root=empty_root)
+    d = data.load_cifar10(root=empty_root, download=False)
     _check_loaded(d, fake_cifar)
     assert not empty_root.exists()                    # nothing was downloaded or created
     monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder.parent))   # the parent works too
-    _check_loaded(H.load_cifar10(root=empty_root, download=False), fake_cifar)
+    _check_loaded(data.load_cifar10(root=empty_root, download=False), fake_cifar)
 
 
 def test_cifar10_dir_pointing_at_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="CIFAR10_DIR"):
-        H.load_cifar10(root=tmp_path)
+        data.load_cifar10(root=tmp_path)
 
 
 def test_no_data_and_no_download(tmp_path):
-    assert not H.cifar10_available(root=tmp_path)
+    assert not data.cifar10_available(root=tmp_path)
     with pytest.raises(FileNotFoundError) as exc:
-        H.load_cifar10(root=tmp_path, download=False)
+        data.load_cifar10(root=tmp_path, download=False)
     assert "make data" in str(exc.value) and "CIFAR10_DIR" in str(exc.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -309,15 +316,15 @@ def test_missing_or_corrupt_batch_file(tmp_path, monkeypatch, fake_cifar):
     monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
     (fake_cifar.folder / "data_batch_3").write_bytes(b"\x80\x02not a pickle")
     with pytest.raises(RuntimeError, match="data_batch_3"):
-        H.load_cifar10(download=False)
+        data.load_cifar10(download=False)
     (fake_cifar.folder / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
-        H.load_cifar10(download=False)
+        data.load_cifar10(download=False)
 
 
 def test_layout_roundtrip_matches_pickled_rows(monkeypatch, fake_cifar):
     monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
-    d = H.load_cifar10(download=False)
+    d = data.load_cifar10(download=False)
     X, rows = d["X_train"], fake_cifar.rows_train
     for i in range(rows.shape[0]):
         np.testing.assert_array_equal(X[:, i], rows[i])        # image i = pickled row i
@@ -330,59 +337,14 @@ def test_layout_roundtrip_matches_pickled_rows(monkeypatch, fake_cifar):
 
 
 def test_fetch_or_explain_offline_and_online(tmp_path, server, fake_cifar, capsys):
-    assert H.fetch_cifar10_or_explain(root=tmp_path / "r1", url=_closed_port_url()) is False
+    assert data.fetch_cifar10_or_explain(root=tmp_path / "r1", url=_closed_port_url()) is False
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "SYNTHETIC" in out and "could not fetch" in out
     assert list((tmp_path / "r1").iterdir()) == []
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
-    assert H.fetch_cifar10_or_explain(root=tmp_path / "r2", url=server.url("/c.tgz"),
+    assert data.fetch_cifar10_or_explain(root=tmp_path / "r2", url=server.url("/c.tgz"),
                                       md5=fake_cifar.md5) is True
     assert "CIFAR-10 ready" in capsys.readouterr().out
-
-
-# ----------------------------------------------------------------------------- synthetic
-def test_synthetic_shapes_dtypes_balance():
-    for n in (1000, 1234, 7):
-        X, y = H.make_synthetic(n, seed=5)
-        assert X.shape == (3072, n) and X.dtype == np.uint8
-        assert y.shape == (n,) and y.dtype == np.int64
-        counts = np.bincount(y, minlength=10)
-        assert counts.sum() == n and counts.min() == n // 10
-        assert counts.max() == n // 10 + (n % 10 > 0)
-        assert (counts == n // 10 + 1).sum() == n % 10
-    assert 10 <= X.std() and X.min() < 30 and X.max() > 225        # not a blank image
-
-
-def test_synthetic_deterministic_and_seeded():
-    X1, y1 = H.make_synthetic(300, seed=7)
-    X2, y2 = H.make_synthetic(300, seed=7)
-    assert np.array_equal(X1, X2) and np.array_equal(y1, y2)        # bit-identical
-    X3, y3 = H.make_synthetic(300, seed=8)
-    assert not np.array_equal(y1, y3) and (X1 != X3).mean() > 0.9
-    X4, _ = H.make_synthetic(300, seed=7, stream=1)
-    assert (X1 != X4).mean() > 0.9
-    # image i only depends on (seed, stream, i): prefixes and offsets agree
-    X5, y5 = H.make_synthetic(120, seed=7)
-    assert np.array_equal(X5, X1[:, :120]) and np.array_equal(y5, y1[:120])
-    X6, y6 = H.make_synthetic(50, seed=7, start=990)
-    X7, y7 = H.make_synthetic(1040, seed=7)
-    assert np.array_equal(X6, X7[:, 990:]) and np.array_equal(y6, y7[990:])
-
-
-def test_synthetic_labels_carry_signal():
-    """Nearest class mean on 8x8-pooled images beats chance (10%) clearly: the classes are
-    visually different. (The real difficulty check is a training run; see the notebook.)"""
-    def feats(X):
-        ims = _spec_ims(X).astype(np.float64)
-        return ims.reshape(8, 4, 8, 4, 3, -1).mean(axis=(1, 3)).reshape(-1, X.shape[1])
-    Xtr, ytr = H.make_synthetic(2000, seed=1)
-    Xte, yte = H.make_synthetic(500, seed=1, stream=1)
-    Ftr, Fte = feats(Xtr), feats(Xte)
-    mu, sd = Ftr.mean(1, keepdims=True), Ftr.std(1, keepdims=True)
-    Ftr, Fte = (Ftr - mu) / sd, (Fte - mu) / sd
-    C = np.stack([Ftr[:, ytr == k].mean(1) for k in range(10)], 1)      # (d, 10)
-    pred = ((Fte[:, :, None] - C[:, None, :]) ** 2).sum(0).argmin(1)
-    assert (pred == yte).mean() > 0.2
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -396,7 +358,7 @@ def test_one_hot_and_normalise():
     rng = np.random.default_rng(0)
     A = rng.integers(0, 256, (3072, 50), dtype=np.uint8)
     B = rng.integers(0, 256, (3072, 7), dtype=np.uint8)
-    An, Bn, mean, std = H.normalise(A, B)
+    An, Bn, mean, std = data.normalise(A, B)
     assert An.dtype == Bn.dtype == mean.dtype == np.float32 and mean.shape == (3072, 1)
     ref_mean, ref_std = A.mean(1, keepdims=True), A.std(1, keepdims=True)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-6)
@@ -404,24 +366,48 @@ def test_one_hot_and_normalise():
     np.testing.assert_allclose(Bn, (B - ref_mean) / ref_std, rtol=1e-5, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- load_dataset
-def _check_split(d, n_train, n_val, n_test):
-    for part, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        X, Y, y = d[f"X_{part}"], d[f"Y_{part}"], d[f"y_{part}"]
-        assert X.shape == (3072, n) and X.dtype == np.float32
-        assert Y.shape == (10, n) and y.shape == (n,) and y.dtype == np.int64
-        assert np.array_equal(Y.argmax(0), y)
-    assert d["mean"].shape == d["std"].shape == (3072, 1)
+def test_load_dataset_cifar10_split(monkeypatch, fake_cifar, capsys):
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
+    N = 5 * M
+    for source in ("cifar10", "auto"):                 # auto: on disk and not fast -> CIFAR-10
+        d = data.load_dataset(source=source, n_val=5)
+        _check_split(d, N - 5, 5, M)
+        assert d["source"] == "CIFAR-10" and not d["synthetic"] and d["name"] == "CIFAR-10"
+        assert d["label_names"] == data.CIFAR10_LABELS
+        assert "data: CIFAR-10 - train 25, val 5, test 6" in capsys.readouterr().out
+    rows = fake_cifar.rows_train.astype(np.float64)
+    mu, sd = rows[:N - 5].mean(0)[:, None], rows[:N - 5].std(0)[:, None]
+    np.testing.assert_allclose(d["X_train"], (rows[:N - 5].T - mu) / sd, atol=1e-4)
+    np.testing.assert_allclose(d["X_val"], (rows[N - 5:].T - mu) / sd, atol=1e-4)  # the LAST 5
+    np.testing.assert_allclose(d["X_test"], (fake_cifar.rows_test.T - mu) / sd, atol=1e-4)
+    assert np.array_equal(d["y_val"], fake_cifar.y_train[N - 5:])
+    d = data.load_dataset(source="cifar10", n_train=10, n_val=4, n_test=3, verbose=False)
+    _check_split(d, 10, 4, 3)
+    assert np.array_equal(d["y_train"], fake_cifar.y_train[:10])
+    assert np.array_equal(d["y_val"], fake_cifar.y_train[N - 4:])
+    assert np.array_equal(d["y_test"], fake_cifar.y_test[:3])
+    with pytest.raises(ValueError):
+        data.load_dataset(source="cifar10", n_train=N - 4, n_val=5, verbose=False)   # overlap
+
+
+def test_load_dataset_auto_without_cifar_is_synthetic_and_never_downloads(monkeypatch):
+    def no_network(*a, **k):
+        raise AssertionError("auto mode must not download")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    d = data.load_dataset(n_train=50, n_val=10, n_test=20, verbose=False)
+    assert d["synthetic"] and not d["fast"] and d["name"] == "SYNTHETIC (not CIFAR-10)"
+    with pytest.raises(ValueError):
+        data.load_dataset(source="imagenet")
 
 
 def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, _isolated):
     monkeypatch.setenv("WORKBOOK_FAST", "1")
     monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))   # present, but fast mode wins
-    d = H.load_dataset()
-    n_tr, n_va, n_te = (H.FAST_SIZES[k] for k in ("n_train", "n_val", "n_test"))
+    d = data.load_dataset()
+    n_tr, n_va, n_te = (data.FAST_SIZES[k] for k in ("n_train", "n_val", "n_test"))
     _check_split(d, n_tr, n_va, n_te)
     assert d["synthetic"] and d["fast"] and d["source"] == "synthetic"
-    assert d["label_names"] == H.SYNTHETIC_LABELS
+    assert d["label_names"] == synthetic.SYNTHETIC_LABELS
     assert "SYNTHETIC" in d["name"] and "FAST MODE" in d["name"]
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "SYNTHETIC" in out and "fast mode" in out
@@ -430,9 +416,9 @@ def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, _i
     np.testing.assert_allclose(d["X_train"].mean(1), 0, atol=1e-4)
     np.testing.assert_allclose(d["X_train"].std(1), 1, atol=1e-3)
     # ... and val/test use the *training* statistics (val = the last images of the 50k pool)
-    Xtr, _ = H.make_synthetic(n_tr, seed=0)
-    Xva, yva = H.make_synthetic(n_va, seed=0, start=50000 - n_va)
-    Xte, yte = H.make_synthetic(n_te, seed=0, stream=1)
+    Xtr, _ = synthetic.make_synthetic(n_tr, seed=0)
+    Xva, yva = synthetic.make_synthetic(n_va, seed=0, start=50000 - n_va)
+    Xte, yte = synthetic.make_synthetic(n_te, seed=0, stream=1)
     mu = Xtr.mean(1, keepdims=True)
     sd = Xtr.std(1, keepdims=True)
     np.testing.assert_allclose(d["mean"], mu, rtol=1e-5)
@@ -442,61 +428,4 @@ def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, _i
     assert abs(d["X_val"].mean(1)).max() > 1e-3        # not standardised with its own stats
     assert not _isolated.exists()                      # small requests never touch the cache
     # explicit sizes win over FAST_SIZES
-    _check_split(H.load_dataset(n_train=100, n_val=20, n_test=30, verbose=False), 100, 20, 30)
-
-
-def test_load_dataset_cifar10_split(monkeypatch, fake_cifar, capsys):
-    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
-    N = 5 * M
-    for source in ("cifar10", "auto"):                 # auto: on disk and not fast -> CIFAR-10
-        d = H.load_dataset(source=source, n_val=5)
-        _check_split(d, N - 5, 5, M)
-        assert d["source"] == "CIFAR-10" and not d["synthetic"] and d["name"] == "CIFAR-10"
-        assert d["label_names"] == H.CIFAR10_LABELS
-        assert "data: CIFAR-10 - train 25, val 5, test 6" in capsys.readouterr().out
-    rows = fake_cifar.rows_train.astype(np.float64)
-    mu, sd = rows[:N - 5].mean(0)[:, None], rows[:N - 5].std(0)[:, None]
-    np.testing.assert_allclose(d["X_train"], (rows[:N - 5].T - mu) / sd, atol=1e-4)
-    np.testing.assert_allclose(d["X_val"], (rows[N - 5:].T - mu) / sd, atol=1e-4)  # the LAST 5
-    np.testing.assert_allclose(d["X_test"], (fake_cifar.rows_test.T - mu) / sd, atol=1e-4)
-    assert np.array_equal(d["y_val"], fake_cifar.y_train[N - 5:])
-    d = H.load_dataset(source="cifar10", n_train=10, n_val=4, n_test=3, verbose=False)
-    _check_split(d, 10, 4, 3)
-    assert np.array_equal(d["y_train"], fake_cifar.y_train[:10])
-    assert np.array_equal(d["y_val"], fake_cifar.y_train[N - 4:])
-    assert np.array_equal(d["y_test"], fake_cifar.y_test[:3])
-    with pytest.raises(ValueError):
-        H.load_dataset(source="cifar10", n_train=N - 4, n_val=5, verbose=False)   # overlap
-
-
-def test_load_dataset_auto_without_cifar_is_synthetic_and_never_downloads(monkeypatch):
-    def no_network(*a, **k):
-        raise AssertionError("auto mode must not download")
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    d = H.load_dataset(n_train=50, n_val=10, n_test=20, verbose=False)
-    assert d["synthetic"] and not d["fast"] and d["name"] == "SYNTHETIC (not CIFAR-10)"
-    with pytest.raises(ValueError):
-        H.load_dataset(source="imagenet")
-
-
-def test_synthetic_pool_cache(monkeypatch, _isolated):
-    g = H.load_dataset.__globals__
-    monkeypatch.setitem(g, "_N_POOL", {"train": 1000, "test": 300})
-    monkeypatch.setitem(g, "_CACHE_MIN", 100)
-    d1 = H.load_dataset(source="synthetic", n_val=100, verbose=False)
-    files = sorted(p.name for p in _isolated.iterdir())
-    assert len(files) == 2 and all(f.endswith(".npz") for f in files)   # train and test pools
-    X, y = H.make_synthetic(900, seed=0)
-    np.testing.assert_array_equal(d1["y_train"], y)
-    d2 = H.load_dataset(source="synthetic", n_val=100, verbose=False)   # from the cache
-    assert np.array_equal(d1["X_train"], d2["X_train"]) and np.array_equal(d1["X_test"],
-                                                                           d2["X_test"])
-    # a stale cache (another generator) and a corrupt one are both regenerated
-    train_file = next(p for p in _isolated.iterdir() if "train" in p.name)
-    np.savez(train_file, X=np.zeros((3072, 1000), np.uint8), y=np.zeros(1000, np.int64))
-    d3 = H.load_dataset(source="synthetic", n_val=100, verbose=False)
-    assert np.array_equal(d1["X_val"], d3["X_val"])
-    train_file.write_bytes(b"garbage")
-    d4 = H.load_dataset(source="synthetic", n_val=100, verbose=False)
-    assert np.array_equal(d1["X_train"], d4["X_train"])
-    assert sorted(p.name for p in _isolated.iterdir()) == files          # no temp files
+    _check_split(data.load_dataset(n_train=100, n_val=20, n_test=30, verbose=False), 100, 20, 30)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import helpers as H
+from workbook import data, synthetic
 from _common import rel_err
 
 
@@ -301,8 +302,8 @@ def test_grad_Fs_einsum_equals_loop_and_compute_grads():
 # ------------------------------------------------------------------------ sanity: overfit
 
 def test_overfits_100_synthetic_images():
-    X, y = H.make_synthetic(100, seed=3)
-    Xn = H.normalise(X)[0]
+    X, y = synthetic.make_synthetic(100, seed=3)
+    Xn = data.normalise(X)[0]
     params = H.init_params(4, 10, 50, seed=0)
     cfg = H.TrainConfig(n_cycles=2, step=100, eta_min=1e-5, eta_max=0.1, batch_size=20, lam=0.0,
                         eval_every=10 ** 6, eval_train_n=100, progress=False)

@@ -1,21 +1,16 @@
-"""Tests for the notebook-05 helpers (helpers.py, '# ---- notebook 05 helpers' block):
-the ablation runner, recipe training (multi-size filters, dropout, flips, translations),
-seeds, the best recipe's validity and the two plots. Gradient checks of multi-size filters
-against torch live in test_network.py and the augmentation tables in test_training.py."""
-import dataclasses
-
+"""Tests for workbook.recipes: ablations on a validation split, recipes and seeds."""
 import numpy as np
 import pytest
-
 import helpers as H
+from workbook import data, recipes, synthetic
 
 
 @pytest.fixture(scope="module")
 def tiny_data():
     """load_dataset-like dict: 300 train, 100 val, 100 test synthetic images, normalised."""
-    X, y = H.make_synthetic(400, seed=3)
-    Xt, yt = H.make_synthetic(100, seed=3, stream=1)
-    Xtr, Xva, Xte, _, _ = H.normalise(X[:, :300], X[:, 300:], Xt)
+    X, y = synthetic.make_synthetic(400, seed=3)
+    Xt, yt = synthetic.make_synthetic(100, seed=3, stream=1)
+    Xtr, Xva, Xte, _, _ = data.normalise(X[:, :300], X[:, 300:], Xt)
     return {"X_train": Xtr, "y_train": y[:300], "X_val": Xva, "y_val": y[300:],
             "X_test": Xte, "y_test": yt, "name": "tiny synthetic (test)"}
 
@@ -35,7 +30,7 @@ def test_run_ablation_one_row_per_variant(tiny_data):
                 "wider": ({"nf": 8, "nh": 24}, {}),
                 "multi": ({"f": (4, 8), "nf": (4, 4)}, {}),
                 "LS": ({}, {"eps": 0.1, "lam": 0.0})}
-    rows = H.run_ablation(TINY, tiny_cfg(), variants, tiny_data, seed=0, verbose=False)
+    rows = recipes.run_ablation(TINY, tiny_cfg(), variants, tiny_data, seed=0, verbose=False)
     assert [r["run"] for r in rows] == ["base", "flip", "wider", "multi", "LS"], \
         f"rows are {[r['run'] for r in rows]}, expected the base then each variant once"
     by = {r["run"]: r for r in rows}
@@ -54,18 +49,18 @@ def test_run_ablation_one_row_per_variant(tiny_data):
 
 def test_run_ablation_rejects_bad_input(tiny_data):
     with pytest.raises(ValueError, match="pair"):
-        H.run_ablation(TINY, tiny_cfg(), {"bad": {"flip": True}}, tiny_data, verbose=False)
+        recipes.run_ablation(TINY, tiny_cfg(), {"bad": {"flip": True}}, tiny_data, verbose=False)
     with pytest.raises(ValueError, match="unknown keys"):
-        H.run_ablation(TINY, tiny_cfg(), {"typo": ({}, {"flipp": True})}, tiny_data, verbose=False)
+        recipes.run_ablation(TINY, tiny_cfg(), {"typo": ({}, {"flipp": True})}, tiny_data, verbose=False)
     no_val = dict(tiny_data, X_val=tiny_data["X_val"][:, :0], y_val=tiny_data["y_val"][:0])
     with pytest.raises(ValueError, match="X_val"):
-        H.run_ablation(TINY, tiny_cfg(), {}, no_val, verbose=False)
+        recipes.run_ablation(TINY, tiny_cfg(), {}, no_val, verbose=False)
 
 
 def test_multi_size_training_finite_history(tiny_data):
     arch = dict(f=(4, 8), nf=(4, 6), nh=16)
     cfg = tiny_cfg(n_cycles=2, eval_every=5)
-    params, hist, row = H.train_recipe(arch, cfg, tiny_data, seed=1)
+    params, hist, row = recipes.train_recipe(arch, cfg, tiny_data, seed=1)
     assert set(params) == {"Fs_f4", "b0_f4", "Fs_f8", "b0_f8", "W1", "b1", "W2", "b2"}, sorted(params)
     assert params["W1"].shape == (16, 64 * 4 + 16 * 6), f"W1 is {params['W1'].shape}"
     for k in ("train_loss", "train_cost", "test_loss", "train_acc", "test_acc"):
@@ -81,9 +76,9 @@ def test_multi_size_training_finite_history(tiny_data):
                                   dict(flip=True, translate=1, dropout=0.5, tta=True)])
 def test_options_are_deterministic_for_a_seed(tiny_data, opts):
     cfg = tiny_cfg(**opts)
-    p1, h1, _ = H.train_recipe(TINY, cfg, tiny_data, seed=5, score_test=False)
-    p2, h2, _ = H.train_recipe(TINY, cfg, tiny_data, seed=5, score_test=False)
-    p3, _, _ = H.train_recipe(TINY, cfg, tiny_data, seed=6, score_test=False)
+    p1, h1, _ = recipes.train_recipe(TINY, cfg, tiny_data, seed=5, score_test=False)
+    p2, h2, _ = recipes.train_recipe(TINY, cfg, tiny_data, seed=5, score_test=False)
+    p3, _, _ = recipes.train_recipe(TINY, cfg, tiny_data, seed=6, score_test=False)
     for k in p1:
         assert np.array_equal(p1[k], p2[k]), \
             f"{opts}: {k} differs between two runs with seed 5 by {np.max(np.abs(p1[k] - p2[k]))}"
@@ -93,15 +88,15 @@ def test_options_are_deterministic_for_a_seed(tiny_data, opts):
 
 def test_options_change_training(tiny_data):
     """Each option must actually act: same seed, option on vs off gives other weights."""
-    p0, _, _ = H.train_recipe(TINY, tiny_cfg(), tiny_data, seed=2, score_test=False)
+    p0, _, _ = recipes.train_recipe(TINY, tiny_cfg(), tiny_data, seed=2, score_test=False)
     for opts in (dict(dropout=0.3), dict(flip=True), dict(translate=2)):
-        p1, _, _ = H.train_recipe(TINY, tiny_cfg(**opts), tiny_data, seed=2, score_test=False)
+        p1, _, _ = recipes.train_recipe(TINY, tiny_cfg(**opts), tiny_data, seed=2, score_test=False)
         assert not np.array_equal(p0["W1"], p1["W1"]), f"{opts} did not change training"
 
 
 def test_train_recipe_scores_test_once_with_tta(tiny_data):
     cfg = tiny_cfg(flip=True, tta=True)
-    params, hist, row = H.train_recipe(TINY, cfg, tiny_data, seed=0)
+    params, hist, row = recipes.train_recipe(TINY, cfg, tiny_data, seed=0)
     assert row["val_acc"] == hist.test_acc[-1], "val_acc must be the last monitored (validation) accuracy"
     P = H.predict(params, tiny_data["X_test"], tta=True)
     acc = float(np.mean(P.argmax(axis=0) == tiny_data["y_test"]))
@@ -110,8 +105,8 @@ def test_train_recipe_scores_test_once_with_tta(tiny_data):
 
 
 def test_best_recipe_is_valid():
-    r = H.BEST_RECIPE
-    arch = H.recipe_arch(r)
+    r = recipes.BEST_RECIPE
+    arch = recipes.recipe_arch(r)
     p = H.check_params(H.init_params(**arch))
     fs = arch["f"] if isinstance(arch["f"], tuple) else (arch["f"],)
     nfs = arch["nf"] if isinstance(arch["nf"], tuple) else (arch["nf"],)
@@ -121,9 +116,9 @@ def test_best_recipe_is_valid():
     assert cfg.flip and cfg.translate > 0 and 0 < cfg.dropout < 1 and cfg.tta and cfg.eta_decay < 1, \
         f"the recipe should use the bonus tools: {cfg}"
     assert cfg.eval_train_n <= 5000, "evaluation on a huge train chunk would eat the time budget"
-    assert H.recipe_for_mode(r, fast=False) == r, "full mode must run the recipe unchanged"
-    small = H.recipe_for_mode(r, fast=True)
-    H.check_params(H.init_params(**H.recipe_arch(small)))
+    assert recipes.recipe_for_mode(r, fast=False) == r, "full mode must run the recipe unchanged"
+    small = recipes.recipe_for_mode(r, fast=True)
+    H.check_params(H.init_params(**recipes.recipe_arch(small)))
     sc = small["cfg"].validate()
     for k in ("flip", "translate", "dropout", "tta", "eta_decay", "eps", "lam", "increasing"):
         assert getattr(sc, k) == getattr(cfg, k), f"fast mode changed the recipe's {k}"
@@ -132,61 +127,19 @@ def test_best_recipe_is_valid():
 
 def test_recipe_arch_rejects_missing_keys():
     with pytest.raises(ValueError, match="nh"):
-        H.recipe_arch({"f": 4, "nf": 10})
-
-
-def test_aug_transforms_order_matches_tables(tiny_data):
-    X = tiny_data["X_train"][:, :3]
-    for f, s in ((4, 1), (8, 1)):
-        tables = H.aug_tables(f, flip=True, max_shift=s)
-        tr = H.aug_transforms(flip=True, max_shift=s)
-        assert len(tr) == len(tables) == 2 * (2 * s + 1) ** 2
-        mxb = H.mx_batch_first(X, f)
-        for k, (fl, dy, dx) in enumerate(tr):
-            want = H.mx_batch_first(H.shift_images(X, dy, dx, fl), f)
-            got = H.augment_mx(mxb, tables, np.full(3, k))
-            assert np.array_equal(got, want), f"f={f}: table {k} is not flip={fl}, shift ({dy}, {dx})"
+        recipes.recipe_arch({"f": 4, "nf": 10})
 
 
 def test_run_seeds_mean_std_and_reuse(tiny_data):
     cfg = tiny_cfg()
-    _, _, row0 = H.train_recipe(TINY, cfg, tiny_data, seed=0, label="r seed 0")
-    out = H.run_seeds(TINY, cfg, tiny_data, seeds=(0, 1, 2), label="r", reuse={0: row0})
+    _, _, row0 = recipes.train_recipe(TINY, cfg, tiny_data, seed=0, label="r seed 0")
+    out = recipes.run_seeds(TINY, cfg, tiny_data, seeds=(0, 1, 2), label="r", reuse={0: row0})
     assert out["rows"][0] is row0, "seed 0 should be reused, not retrained"
     assert [r["seed"] for r in out["rows"]] == [0, 1, 2]
     t = np.array([r["test_acc"] for r in out["rows"]])
     assert out["test_mean"] == pytest.approx(t.mean()) and out["test_std"] == pytest.approx(t.std(ddof=1)), \
         f"test mean/std {out['test_mean']}/{out['test_std']} vs {t.mean()}/{t.std(ddof=1)}"
-    _, _, row1 = H.train_recipe(TINY, cfg, tiny_data, seed=1)
+    _, _, row1 = recipes.train_recipe(TINY, cfg, tiny_data, seed=1)
     assert out["rows"][1]["test_acc"] == row1["test_acc"], "run_seeds' seed-1 run differs from train_recipe's"
     with pytest.raises(ValueError):
-        H.run_seeds(TINY, cfg, tiny_data, seeds=())
-
-
-def test_time_per_update_positive(tiny_data):
-    t = H.time_per_update(TINY, tiny_cfg(flip=True, dropout=0.2), tiny_data, n=3)
-    assert np.isfinite(t) and t > 0, f"time_per_update returned {t}"
-    est = H.ablation_time_estimate(TINY, tiny_cfg(), {"flip": ({}, {"flip": True})}, tiny_data, n=2)
-    assert set(est) == {"base", "flip"} and all(v > 0 for v in est.values()), est
-
-
-def test_plot_speed_ratio_is_torch_over_numpy():
-    rows = [{"f": 4, "nf": 10, "numpy_s": 0.02, "torch_s": 0.05},
-            {"f": 4, "nf": 40, "numpy_s": 0.04, "torch_s": 0.04},
-            {"f": 8, "nf": 10, "numpy_s": 0.01, "torch_s": 0.03},
-            {"f": 8, "nf": 40, "numpy_s": 0.01, "torch_s": None}]
-    fig = H.plot_speed_ratio(rows)
-    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("f=")}
-    assert np.allclose(lines["f=4"].get_ydata(), [2.5, 1.0]), lines["f=4"].get_ydata()
-    assert np.allclose(lines["f=8"].get_ydata(), [3.0]), "rows without a torch time must be skipped"
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-
-
-def test_plot_ablation_bars_are_val_acc():
-    rows = [{"run": "base", "val_acc": 0.5, "data": "x"}, {"run": "flip", "val_acc": 0.55, "data": "x"}]
-    fig = H.plot_ablation(rows)
-    heights = [b.get_height() for b in fig.axes[0].patches]
-    assert np.allclose(heights, [50.0, 55.0]), f"bar heights {heights}"
-    import matplotlib.pyplot as plt
-    plt.close(fig)
+        recipes.run_seeds(TINY, cfg, tiny_data, seeds=())

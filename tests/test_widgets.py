@@ -1,0 +1,111 @@
+"""Tests for workbook.widgets: the panels and the plain functions their buttons call."""
+import numpy as np
+import pytest
+import helpers as H
+from workbook import data, experiments, plots, synthetic, widgets
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """300 training and 100 test images of the synthetic stand-in, normalised like load_dataset."""
+    Xtr, ytr = synthetic.make_synthetic(300, seed=0)
+    Xte, yte = synthetic.make_synthetic(100, seed=0, stream=1)
+    Xtr_n, Xte_n, _, _ = data.normalise(Xtr, Xte)
+    return {"X_train": Xtr_n, "y_train": ytr, "X_test": Xte_n, "y_test": yte,
+            "name": "SYNTHETIC tiny test subset"}
+
+
+TINY_CFG = H.TrainConfig(n_cycles=1, step=10, batch_size=50, eval_train_n=100, progress=False)
+
+
+TINY_ARCHS = {"a": {"f": 4, "nf": 2, "nh": 8}, "b": {"f": 8, "nf": 3, "nh": 6}}
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny):
+    return experiments.run_architectures(TINY_ARCHS, TINY_CFG, tiny, seed=3, verbose=False)
+
+
+METRICS = ("train_loss", "train_cost", "train_acc", "test_loss", "test_cost", "test_acc")
+
+
+class FakeOutput:
+    """Stands in for ipywidgets.Output: counts how often the plot area is entered."""
+
+    def __init__(self):
+        self.entered = 0
+
+    def __enter__(self):
+        self.entered += 1
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("f, nf, n", [(2, 3, 1), (4, 10, 100), (8, 40, 7), (16, 160, 2)])
+def test_conv_shapes_match_spec(f, nf, n):
+    s = widgets.conv_shapes(f, nf, n)
+    g, n_p, d = 32 // f, (32 // f) ** 2, f * f * 3
+    expected = {"X": (3072, n), "X_ims": (32, 32, 3, n), "Fs": (f, f, 3, nf), "Fs_flat": (d, nf),
+                "MX": (n_p, d, n), "conv_outputs": (g, g, nf, n), "conv_outputs_mat": (n_p, nf, n),
+                "conv_flat": (n_p * nf, n)}
+    assert s == expected, f"conv_shapes({f}, {nf}, {n}) = {s}, expected {expected}"
+
+
+def test_conv_shapes_are_the_real_shapes():
+    f, nf, n = 8, 5, 3
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3072, n))
+    Fs = rng.standard_normal((f, f, 3, nf))
+    X_ims = H.to_images(X)
+    MX = H.build_mx(X_ims, f)
+    real = {"X": X.shape, "X_ims": X_ims.shape, "Fs": Fs.shape,
+            "Fs_flat": H.flatten_filters(Fs).shape, "MX": MX.shape,
+            "conv_outputs": H.conv_loops(X_ims, Fs).shape,
+            "conv_outputs_mat": H.conv_matmul(MX, H.flatten_filters(Fs)).shape}
+    s = widgets.conv_shapes(f, nf, n)
+    for k, v in real.items():
+        assert s[k] == v, f"conv_shapes says {k} is {s[k]}, the array is {v}"
+
+
+def test_conv_shapes_rejects_bad_f():
+    with pytest.raises(ValueError, match="divides 32"):
+        widgets.conv_shapes(5, 3, 2)
+    with pytest.raises(ValueError, match="positive"):
+        widgets.conv_shapes(4, 0, 2)
+
+
+def test_conv_widget_report_mentions_shapes_and_methods():
+    text = widgets.conv_widget_report(f=16, nf=3, n=2, repeats=1)
+    for needle in ("(4, 768, 2)", "(768, 3)", "(2, 2, 3, 2)", "loops", "matmul", "einsum",
+                   "conv_fast"):
+        assert needle in text, f"{needle!r} missing from the widget report:\n{text}"
+
+
+def test_live_plot_redraws_into_the_output_and_closes_figures(tiny, capsys):
+    plt = plots._plt()
+    before = set(plt.get_fignums())
+    out = FakeOutput()
+    _, h = experiments.train_preview(tiny, f=4, nf=2, nh=5, step=10, n_train=100, n_test=20,
+                           batch_size=25, callback=widgets.live_plot(out, "test"))
+    assert out.entered == len(h.t) == 5, f"plot area entered {out.entered} times for {len(h.t)} evals"
+    left = set(plt.get_fignums()) - before
+    assert not left, f"live_plot left {len(left)} figures open"
+
+
+def test_preview_panel_button_trains_and_reports(tiny):
+    pytest.importorskip("ipywidgets")
+    panel = widgets.preview_panel(tiny, n_train=100, n_test=20)
+    c = panel.controls
+    assert set(c) >= {"f", "nf", "nh", "eta_min", "eta_max", "step", "n_cycles", "lam",
+                      "batch_size"}, f"panel controls {sorted(c)}"
+    c["step"].value, c["nf"].value, c["nh"].value, c["batch_size"].value = 10, 2, 5, 25
+    panel.button.click()
+    assert "final test acc" in panel.status.value, f"status after Train: {panel.status.value!r}"
+    assert "20 updates" in panel.status.value, f"status after Train: {panel.status.value!r}"
+    assert not panel.button.disabled, "the Train button stayed disabled"
+    c["batch_size"].value = 500
+    panel.button.click()
+    assert "not trained" in panel.status.value and "batch_size" in panel.status.value, \
+        f"a bad setting gave status {panel.status.value!r}"
