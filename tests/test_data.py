@@ -8,14 +8,20 @@ import hashlib
 import http.server
 import io
 import pickle
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 import urllib.request
+from pathlib import Path
 import numpy as np
 import pytest
 import helpers as H
-from workbook import config, data, synthetic
+from workbook import config, data, images, synthetic
 
 
 FOLDER = "cifar-10-batches-py"
@@ -74,8 +80,9 @@ def fake_cifar(tmp_path):
 @pytest.fixture
 def server():
     """A local HTTP server: ``srv.routes[path] = bytes``; ``srv.hits[path]`` counts GETs.
-    ``srv.short[path] = k`` announces the full length but sends only k bytes."""
-    routes, hits, short = {}, {}, {}
+    ``srv.short[path] = k`` announces the full length but sends only k bytes;
+    ``srv.slow[path] = s`` sends 1 KiB every s seconds."""
+    routes, hits, short, slow = {}, {}, {}, {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
@@ -88,7 +95,17 @@ def server():
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[:short.get(self.path, len(body))])
+            body = body[:short.get(self.path, len(body))]
+            try:
+                if self.path in slow:
+                    for i in range(0, len(body), 1024):
+                        self.wfile.write(body[i:i + 1024])
+                        self.wfile.flush()
+                        time.sleep(slow[self.path])
+                else:
+                    self.wfile.write(body)
+            except OSError:          # the client went away (e.g. killed): fine
+                pass
             self.close_connection = True
 
         def log_message(self, *args):
@@ -102,7 +119,7 @@ def server():
     class Srv:
         pass
     s = Srv()
-    s.routes, s.hits, s.short = routes, hits, short
+    s.routes, s.hits, s.short, s.slow = routes, hits, short, slow
     s.url = lambda path: f"http://127.0.0.1:{httpd.server_port}{path}"
     yield s
     httpd.shutdown()
@@ -429,3 +446,322 @@ def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, _i
     assert not _isolated.exists()                      # small requests never touch the cache
     # explicit sizes win over FAST_SIZES
     _check_split(data.load_dataset(n_train=100, n_val=20, n_test=30, verbose=False), 100, 20, 30)
+
+
+# ---------------------------------------------------------------------- bad input (issue 12)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _RunsCode:
+    """Unpickling this calls ``func(*args)``: the classic pickle payload."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 wrote its str (SHORT_BINSTRING/BINSTRING, no _codecs.encode),
+    as in the official batches (protocol 2, made by Python 2 and NumPy)."""
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_str2(self, obj):
+        n = len(obj)
+        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else
+                   pickle.BINSTRING + n.to_bytes(4, "little") + obj)
+        self.memoize(obj)
+    dispatch[bytes] = _save_str2
+
+
+def _dumps(d, protocol):
+    if protocol != "py2":
+        return pickle.dumps(d, protocol=protocol)
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(d)
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def _repickle(folder, protocol):
+    for name in data.CIFAR10_FILES:
+        path = folder / name
+        path.write_bytes(_dumps(pickle.loads(path.read_bytes(), encoding="bytes"), protocol))
+        if protocol == "py2":                        # exactly the official batches' globals
+            assert b"_codecs" not in path.read_bytes()
+            assert (b"cnumpy.core.multiarray\n_reconstruct" in path.read_bytes()) == (
+                name != "batches.meta")
+
+
+@pytest.mark.parametrize("protocol", ["py2", 2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("file,how", [("data_batch_1", "os.system"),
+                                      ("batches.meta", "builtins.exec")])
+def test_batch_pickle_that_runs_code_is_refused_and_not_run(tmp_path, monkeypatch, fake_cifar,
+                                                            protocol, file, how):
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
+    _repickle(fake_cifar.folder, protocol)
+    _check_loaded(data.load_cifar10(download=False), fake_cifar)   # genuine batches load
+    marker = tmp_path / "payload-ran"
+    payload = (_RunsCode(os.system, f"touch {marker}") if how == "os.system" else
+               _RunsCode(exec, f"open({str(marker)!r}, 'w').close()"))
+    path = fake_cifar.folder / file
+    d = pickle.loads(path.read_bytes(), encoding="bytes")
+    d[b"num_vis" if file == "batches.meta" else b"batch_label"] = payload
+    path.write_bytes(_dumps(d, protocol))
+    try:
+        data.load_cifar10(download=False)
+        err = None
+    except Exception as e:   # noqa: BLE001 - checked below, after the marker
+        err = e
+    assert not marker.exists(), "unpickling the batch ran the payload"
+    assert isinstance(err, data.UnsafePickleError), f"expected UnsafePickleError, got {err!r}"
+    msg = str(err)
+    assert file in msg and ("system" in msg or "exec" in msg) and "nothing in it was run" in msg
+    assert "re-extract" in msg and "make data" not in msg       # CIFAR10_DIR: the user's copy
+
+
+def test_safe_extract_never_replaces_or_deletes_existing_entries(tmp_path, fake_cifar):
+    dest = tmp_path / "out"
+    mine = dest / FOLDER
+    mine.mkdir(parents=True)
+    (mine / "my_notes.txt").write_text("mine")
+    (mine / "data_batch_1").write_bytes(b"my own bytes")
+    with pytest.raises(FileExistsError) as exc:
+        data.safe_extract(fake_cifar.tar, dest)
+    assert FOLDER in str(exc.value) and "Move or rename" in str(exc.value)
+    assert sorted(p.name for p in dest.iterdir()) == [FOLDER]       # no temp folder left
+    assert (mine / "my_notes.txt").read_text() == "mine"
+    assert (mine / "data_batch_1").read_bytes() == b"my own bytes"
+    # a top-level *file* of the same name as an archive entry is not replaced either
+    tar = tmp_path / "files.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        _add_bytes(t, "notes.txt", b"from the archive")
+        _add_bytes(t, "new.txt", b"new")
+    (dest / "notes.txt").write_text("user's notes")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        data.safe_extract(tar, dest)
+    assert (dest / "notes.txt").read_text() == "user's notes"
+    assert not (dest / "new.txt").exists()                          # nothing was extracted
+
+
+def test_load_cifar10_keeps_an_incomplete_folder_and_says_move_it(tmp_path, server, fake_cifar):
+    server.routes["/c.tgz"] = fake_cifar.tar_bytes
+    root = tmp_path / "root"
+    partial = root / FOLDER
+    partial.mkdir(parents=True)
+    (partial / "data_batch_1").write_bytes(b"a user's half copy")
+    with pytest.raises(FileExistsError) as exc:
+        data.load_cifar10(root=root, url=server.url("/c.tgz"), md5=fake_cifar.md5)
+    msg = str(exc.value)
+    assert str(partial) in msg and "incomplete" in msg and "move it away" in msg
+    assert server.hits.get("/c.tgz", 0) == 0                     # nothing was downloaded
+    assert sorted(p.name for p in root.iterdir()) == [FOLDER]
+    assert [p.name for p in partial.iterdir()] == ["data_batch_1"]
+    assert (partial / "data_batch_1").read_bytes() == b"a user's half copy"
+
+
+@pytest.mark.parametrize("bad,what", [(1.7, "1.7"), ("a", "'a'"), (10, "10"), (-1, "-1"),
+                                      (True, "True")])
+def test_batch_labels_must_be_ints_0_to_9_and_errors_name_the_file(monkeypatch, fake_cifar,
+                                                                    bad, what):
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
+    path = fake_cifar.folder / "data_batch_2"
+    d = dict(fake_cifar.batches["data_batch_2"])
+    d[b"labels"] = list(d[b"labels"])
+    d[b"labels"][3] = bad
+    path.write_bytes(pickle.dumps(d, protocol=2))
+    with pytest.raises(RuntimeError) as exc:
+        data.load_cifar10(download=False)
+    msg = str(exc.value)
+    assert str(path) in msg and f"label 3 is {what}" in msg and "integers 0..9" in msg
+
+
+def test_batch_labels_as_float_array_are_refused(monkeypatch, fake_cifar):
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
+    d = dict(fake_cifar.batches["test_batch"])
+    d[b"labels"] = np.array(d[b"labels"], dtype=np.float64) + 0.5
+    (fake_cifar.folder / "test_batch").write_bytes(pickle.dumps(d, protocol=2))
+    with pytest.raises(RuntimeError, match="test_batch.*integers 0..9.*float64"):
+        data.load_cifar10(download=False)
+
+
+def test_auto_with_a_wrong_cifar10_dir_raises_instead_of_synthetic(tmp_path, monkeypatch,
+                                                                  fake_cifar):
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="CIFAR10_DIR"):
+        data.load_dataset(n_val=5, verbose=False)
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))
+    (fake_cifar.folder / "test_batch").unlink()
+    with pytest.raises(FileNotFoundError, match="test_batch"):
+        data.load_dataset(n_val=5, verbose=False)
+
+
+def test_corrupt_batch_advice_depends_on_whose_folder_it_is(tmp_path, monkeypatch, fake_cifar):
+    (fake_cifar.folder / "data_batch_4").write_bytes(b"\x80\x02garbage")
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))      # the user's own copy
+    with pytest.raises(RuntimeError) as exc:
+        data.load_dataset(source="cifar10", n_val=5, verbose=False)
+    msg = str(exc.value)
+    assert "data_batch_4" in msg and "re-extract your copy" in msg and "CIFAR10_DIR" in msg
+    assert "delete" not in msg.lower() and "make data" not in msg
+    monkeypatch.delenv("CIFAR10_DIR")                               # the workbook's data/
+    root = tmp_path / "root"
+    (root / FOLDER).mkdir(parents=True)
+    for name in data.CIFAR10_FILES:
+        (root / FOLDER / name).write_bytes((fake_cifar.folder / name).read_bytes())
+    with pytest.raises(RuntimeError, match=r"delete .*cifar-10-batches-py and run `make data`"):
+        data.load_cifar10(root=root, download=False)
+
+
+def test_sigterm_during_download_leaves_no_part_file(tmp_path, server):
+    server.routes["/big.tgz"] = os.urandom(2 << 20)
+    server.slow["/big.tgz"] = 0.01                                  # ~100 KiB/s: minutes
+    out = tmp_path / "dl"
+    out.mkdir()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+            f"from workbook import data\n"
+            f"data.download_file({server.url('/big.tgz')!r}, {str(out / 'big.tgz')!r}, "
+            f"chunk=1024, progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not any(p.stat().st_size > 0 for p in out.glob("*.part")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the download never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGTERM          # it still dies of SIGTERM ...
+    assert list(out.iterdir()) == []                   # ... but without the .part file
+
+
+def test_download_removes_stale_part_files_of_the_same_file(tmp_path, server, fake_cifar):
+    server.routes["/c.tgz"] = fake_cifar.tar_bytes
+    out = tmp_path / "dl"
+    out.mkdir()
+    stale, fresh, other = (out / ".c.tgz.k1ll3d.part", out / ".c.tgz.l1v3.part",
+                           out / ".other.tgz.k1ll3d.part")
+    for p in (stale, fresh, other):
+        p.write_bytes(b"half")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5, progress=False)
+    assert not stale.exists()                          # killed download's leftover: gone
+    assert fresh.exists() and other.exists()           # maybe live / another file's: kept
+
+
+def test_normalise_and_mean_std_refuse_nan_and_inf():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((3072, 20)).astype(np.float32)
+    B = rng.standard_normal((3072, 5))
+    A_nan, B_inf = A.copy(), B.copy()
+    A_nan[7, 12] = np.nan
+    B_inf[0, 3] = np.inf
+    with pytest.raises(ValueError, match=r"X_train holds NaN or inf in 1 image.*column 12"):
+        data.normalise(A_nan, B)
+    with pytest.raises(ValueError, match=r"array 2 .*NaN or inf.*column 3"):
+        data.normalise(A, B_inf)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        data.mean_std(A_nan)
+    with pytest.raises(ValueError, match="of real numbers"):
+        data.normalise(A.astype(object))
+    An, Bn, _, _ = data.normalise(A, B)                # finite data: unchanged behaviour
+    assert np.isfinite(An).all() and np.isfinite(Bn).all()
+
+
+# ---------------------------------------------------------------- image folders (issue 13)
+def _image_folder(root, classes, n_train=4, n_test=2, fmt="PNG", quality=75, seed=0):
+    """root/train/<class>/*.png|jpg and root/test/<class>/*: 32x32 RGB, a class-coloured tint."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for k, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 200, (32, 32, 3), dtype=np.uint8)
+                a[..., k % 3] += np.uint8(50)
+                ext = "png" if fmt == "PNG" else "jpg"
+                Image.fromarray(a).save(d / f"{i}.{ext}", fmt, **(
+                    {"quality": quality} if fmt == "JPEG" else {}))
+    return root
+
+
+def _check_k(d, n_train, n_val, n_test, K):
+    for part, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        X, Y, y = d[f"X_{part}"], d[f"Y_{part}"], d[f"y_{part}"]
+        assert X.shape == (3072, n) and X.dtype == np.float32
+        assert Y.shape == (K, n) and y.shape == (n,) and np.array_equal(Y.argmax(0), y)
+
+
+def test_load_dataset_from_an_image_folder(tmp_path, capsys):
+    folder = _image_folder(tmp_path / "tiny", ["cat", "dog", "frog"])
+    for src in (str(folder), folder):                  # a str or a Path
+        d = data.load_dataset(source=src, n_val=3)
+        _check_k(d, 9, 3, 6, 3)
+        assert d["label_names"] == ["cat", "dog", "frog"] and not d["synthetic"]
+        assert d["name"] == d["source"] == "tiny (image folder)"
+        out = capsys.readouterr().out
+        assert f"data: tiny (image folder) from {folder.resolve()} - train 9, val 3, test 6" in out
+    raw = images.load_image_folder(folder, progress=False)   # the split: the LAST n_val
+    assert np.array_equal(d["y_val"], raw["y_train"][-3:])
+    assert np.array_equal(d["y_train"], raw["y_train"][:9])
+    Xtr = raw["X_train"][:, :9].astype(np.float64)
+    mu, sd = Xtr.mean(1, keepdims=True), Xtr.std(1, keepdims=True)
+    np.testing.assert_allclose(d["X_val"], (raw["X_train"][:, 9:] - mu) / sd, atol=1e-4)
+    _check_k(data.load_dataset(source=folder, n_train=4, n_val=2, n_test=1, verbose=False),
+             4, 2, 1, 3)
+
+
+def test_load_dataset_image_folder_of_cifar10_classes_is_labelled(tmp_path, monkeypatch):
+    folder = _image_folder(tmp_path / "cifar-jpeg", data.CIFAR10_LABELS, n_train=2, n_test=1,
+                           fmt="JPEG", quality=75)
+    d = data.load_dataset(source=folder, n_val=4, verbose=False)
+    assert d["name"] == d["source"] == "CIFAR-10 (JPEG q75 copy)"
+    _check_k(d, 16, 4, 10, 10)
+    monkeypatch.setenv("WORKBOOK_FAST", "1")           # an explicit folder is used in fast mode
+    d = data.load_dataset(source=folder, n_train=10, n_val=4, n_test=5, verbose=False)
+    assert d["name"] == "CIFAR-10 (JPEG q75 copy) [FAST MODE]" and d["fast"]
+
+
+def test_workbook_data_selects_the_folder_under_auto(tmp_path, monkeypatch, fake_cifar, capsys):
+    folder = _image_folder(tmp_path / "mine", ["a", "b"])
+    monkeypatch.setenv("WORKBOOK_DATA", str(folder))
+    d = data.load_dataset(n_val=2)
+    assert d["name"] == "mine (image folder)" and d["label_names"] == ["a", "b"]
+    _check_k(d, 6, 2, 4, 2)
+    capsys.readouterr()
+    monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))      # WORKBOOK_DATA wins
+    assert data.load_dataset(n_val=2)["name"] == "mine (image folder)"
+    assert "CIFAR10_DIR ignored, WORKBOOK_DATA wins" in capsys.readouterr().out
+    monkeypatch.setenv("WORKBOOK_FAST", "1")           # fast mode: synthetic, and says so
+    d = data.load_dataset(n_train=50, n_val=10, n_test=20)
+    out = capsys.readouterr().out
+    assert d["synthetic"] and d["name"] == "SYNTHETIC (not CIFAR-10) [FAST MODE]"
+    assert out.count("\n") == 1 and "fast mode" in out
+    assert f"WORKBOOK_DATA={folder}" in out and "CIFAR10_DIR=" in out and "ignored" in out
+
+
+@pytest.mark.parametrize("how", ["env-missing", "env-not-a-folder", "source-missing",
+                                 "source-empty-dir"])
+def test_a_bad_image_folder_is_a_clear_error(tmp_path, monkeypatch, how):
+    target = tmp_path / "nope"
+    if how.endswith(("not-a-folder", "empty-dir")):
+        (target / "train").mkdir(parents=True)
+    if how.startswith("env"):
+        monkeypatch.setenv("WORKBOOK_DATA", str(target))
+        call = lambda: data.load_dataset(n_val=2, verbose=False)     # noqa: E731
+    else:
+        call = lambda: data.load_dataset(source=str(target), n_val=2)   # noqa: E731
+    with pytest.raises(images.ImageFolderError) as exc:
+        call()
+    msg = str(exc.value)
+    assert ("WORKBOOK_DATA" if how.startswith("env") else "source") in msg and str(target) in msg
+    assert ("does not exist" in msg) == how.endswith("missing")
+    assert "train/<class>/" in msg or "does not exist" in msg

@@ -313,3 +313,21 @@ def test_overfits_100_synthetic_images():
     assert hist.train_acc[-1] >= 0.99, \
         f"could not overfit 100 images: final train accuracy {hist.train_acc[-1]}"
     assert hist.train_loss[-1] < 0.1, f"final train loss {hist.train_loss[-1]} after overfitting"
+
+
+# ---- bad input (issue 12)
+
+@pytest.mark.parametrize("nf,nh,what", [(0, 10, "nf"), (4, 0, "nh"), ((2, 0), 10, "nf")])
+def test_init_params_zero_sizes_are_a_clear_error(nf, nh, what):
+    f = (4, 8) if isinstance(nf, tuple) else 4
+    with pytest.raises(ValueError, match=f"{what} must be a positive integer"):
+        H.init_params(f, nf, nh)                    # (was ZeroDivisionError)
+
+
+def test_predict_refuses_nan_images():
+    params = H.init_params(4, 3, 8, seed=0)
+    X = np.random.default_rng(0).standard_normal((3072, 5)).astype(np.float32)
+    assert np.isfinite(H.predict(params, X)).all()
+    X[100, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X has NaN or inf .*column 2"):
+        H.predict(params, X)

@@ -367,3 +367,95 @@ def test_arch2_beats_chance_on_synthetic_data():
     assert hist.test_acc[-1] > 0.3, \
         f"arch2 reached only {hist.test_acc[-1]:.3f} test accuracy after 500 updates (chance 0.1)"
     assert hist.test_loss[-1] < hist.test_loss[0] - 0.3
+
+
+# ---- bad input (issue 12)
+
+def _never_called(hist):
+    raise AssertionError("training started (an evaluation ran) despite bad input")
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(batch_size=20.0), "batch_size must be an integer"),
+    (dict(n_cycles=2.0), "n_cycles must be an integer"),
+    (dict(lam=float("nan")), "lam must be a finite number"),
+    (dict(eta_max=float("inf")), "eta_max must be a finite number"),
+    (dict(n_cycles=40, increasing=True), "lower n_cycles or step"),
+])
+def test_train_config_validate_is_clear(kw, match):
+    cfg = small_cfg(**kw)
+    with pytest.raises(ValueError, match=match):
+        cfg.validate()
+
+
+def test_huge_doubling_schedule_fails_fast_without_memory_error(small_data):
+    Xn, y, _, _ = small_data
+    with pytest.raises(ValueError, match="lower n_cycles or step"):
+        H.train(H.init_params(4, 2, 8), Xn, y, small_cfg(n_cycles=40, increasing=True),
+                callback=_never_called)
+
+
+@pytest.mark.parametrize("bad", [1.7, "a", 10, -1])
+def test_bad_training_labels_fail_before_any_update(small_data, bad):
+    Xn, y, _, _ = small_data
+    y_bad = y.astype(object if isinstance(bad, str) else np.float64)
+    y_bad[7] = bad
+    with pytest.raises(ValueError, match="y_train"):
+        H.train(H.init_params(4, 2, 8), Xn, y_bad, small_cfg(), callback=_never_called)
+
+
+def test_test_labels_out_of_range_fail_before_any_update(small_data):
+    Xn, y, Xtn, yt = small_data
+    yt_bad = yt.copy()
+    yt_bad[0] = 10
+    with pytest.raises(ValueError, match="y_test"):
+        H.train(H.init_params(4, 2, 8), Xn, y, small_cfg(), Xtn, yt_bad, callback=_never_called)
+
+
+def test_x_test_without_y_test_is_a_clear_error(small_data):
+    Xn, y, Xtn, yt = small_data
+    with pytest.raises(ValueError, match="X_test and y_test together"):
+        H.train(H.init_params(4, 2, 8), Xn, y, small_cfg(), X_test=Xtn, callback=_never_called)
+    with pytest.raises(ValueError, match="X_test and y_test together"):
+        H.train(H.init_params(4, 2, 8), Xn, y, small_cfg(), y_test=yt, callback=_never_called)
+
+
+@pytest.mark.parametrize("where", ["X_train", "X_test"])
+def test_nan_images_fail_before_training(small_data, where):
+    Xn, y, Xtn, yt = small_data
+    Xn, Xtn = Xn.copy(), Xtn.copy()
+    (Xn if where == "X_train" else Xtn)[5, 3] = np.nan
+    with pytest.raises(ValueError, match=rf"{where} has NaN or inf"):
+        H.train(H.init_params(4, 2, 8), Xn, y, small_cfg(), Xtn, yt, callback=_never_called)
+
+
+def test_checkpoint_names_with_dots_are_kept(tmp_path):
+    p0, p1 = H.init_params(4, 3, 8, seed=0), H.init_params(4, 3, 8, seed=1)
+    a = H.save_checkpoint(tmp_path / "arch5.seed0", p0)
+    b = H.save_checkpoint(tmp_path / "arch5.seed1", p1)
+    assert a != b and a.is_file() and b.is_file()
+    assert np.array_equal(H.load_checkpoint(a)[0]["W1"], p0["W1"])
+    assert np.array_equal(H.load_checkpoint(b)[0]["W1"], p1["W1"])
+    H.save_checkpoint(tmp_path / "model.ckpt", p0)
+    q, _, _ = H.load_checkpoint(tmp_path / "model.ckpt")      # the name it was saved under
+    assert np.array_equal(q["Fs"], p0["Fs"])
+
+
+def test_save_checkpoint_never_overwrites_a_non_checkpoint(tmp_path):
+    victim = tmp_path / "results.npz"
+    victim.write_bytes(b"my thesis results, not a checkpoint")
+    before = victim.read_bytes()
+    with pytest.raises(FileExistsError, match="not a checkpoint"):
+        H.save_checkpoint(victim, H.init_params(4, 3, 8))
+    assert victim.read_bytes() == before
+    assert [x.name for x in tmp_path.iterdir()] == ["results.npz"]
+    ck = H.save_checkpoint(tmp_path / "ck.npz", H.init_params(4, 3, 8, seed=0))
+    H.save_checkpoint(ck, H.init_params(4, 3, 8, seed=1))     # a checkpoint may be replaced
+    assert np.array_equal(H.load_checkpoint(ck)[0]["W1"], H.init_params(4, 3, 8, seed=1)["W1"])
+
+
+def test_checkpoint_of_other_precision_says_so(tmp_path):
+    path = H.save_checkpoint(tmp_path / "ck", H.init_params(4, 3, 8))          # float32
+    with pytest.raises(ValueError) as exc:
+        H.load_checkpoint(path, like=H.init_params(4, 3, 8, dtype=np.float64))
+    assert "other precision" in str(exc.value) and "another architecture" not in str(exc.value)

@@ -107,3 +107,50 @@ def _check_Y(Y: np.ndarray, n: int, K: int) -> np.ndarray:
         raise ValueError(f"Y must be one-hot with shape (K, n) = ({K}, {n}); got {Y.shape}. "
                          "Use one_hot(y) for int labels")
     return Y
+
+
+def check_config(cfg, n_updates, max_updates: int) -> None:
+    """TrainConfig's validation: types first (20.0 is not a batch size), then ranges."""
+    for k in ("n_cycles", "step", "batch_size", "eval_train_n", "seed", "translate"):
+        v = getattr(cfg, k)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"TrainConfig.{k} must be an integer; got {v!r}")
+    if cfg.seed < 0:
+        raise ValueError(f"TrainConfig.seed must be >= 0; got {cfg.seed}")
+    for k in ("increasing", "flip", "tta", "progress"):
+        if not isinstance(getattr(cfg, k), (bool, np.bool_)):
+            raise ValueError(f"TrainConfig.{k} must be True or False; got {getattr(cfg, k)!r}")
+    for k in ("eval_every", "threads"):
+        v = getattr(cfg, k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"TrainConfig.{k} must be None or a positive integer; got {v!r}")
+    for k in ("eta_min", "eta_max", "lam", "eps", "eta_decay", "dropout"):
+        v = getattr(cfg, k)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v):
+            raise ValueError(f"TrainConfig.{k} must be a finite number; got {v!r}")
+    if cfg.step < 1 or cfg.n_cycles < 1 or cfg.batch_size < 1 or cfg.eval_train_n < 1:
+        raise ValueError("step, n_cycles, batch_size and eval_train_n must be >= 1")
+    if not 0 < cfg.eta_min <= cfg.eta_max:
+        raise ValueError(f"need 0 < eta_min <= eta_max; got {cfg.eta_min}, {cfg.eta_max}")
+    if not 0 <= cfg.eps < 1 or not 0 <= cfg.dropout < 1 or cfg.lam < 0 or cfg.eta_decay <= 0:
+        raise ValueError("need 0 <= eps < 1, 0 <= dropout < 1, lam >= 0 and eta_decay > 0")
+    if cfg.translate < 0 or cfg.translate > 16:
+        raise ValueError(f"translate is a maximum shift in pixels, 0..16; got {cfg.translate}")
+    total = n_updates(cfg.n_cycles, cfg.step, cfg.increasing) if cfg.n_cycles <= 60 else None
+    if total is None or total > max_updates:
+        raise ValueError(f"this schedule has {total or 'over 2**60'} updates (more than "
+                         f"{max_updates:.0e}); lower n_cycles or step")
+
+
+def check_like(path, params: dict, like: dict) -> None:
+    """A loaded checkpoint's arrays against ``like`` (the architecture and dtype expected)."""
+    if set(like) != set(params):
+        raise ValueError(f"checkpoint {path} has keys {sorted(params)}, expected {sorted(like)}")
+    for k in like:
+        if params[k].shape != like[k].shape:
+            raise ValueError(f"checkpoint {path}: {k} has shape {params[k].shape}, expected "
+                             f"{like[k].shape}; it was saved for another architecture")
+        if params[k].dtype != like[k].dtype:
+            raise ValueError(f"checkpoint {path}: {k} is {params[k].dtype}, expected {like[k].dtype}; "
+                             f"same architecture, other precision: pass like= in {params[k].dtype} "
+                             "or convert with .astype")
