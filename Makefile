@@ -25,7 +25,7 @@ data: $(STAMP)
 
 workbook: data
 	mkdir -p build/executed figures
-	MPLBACKEND=Agg $(BIN)/jupyter nbconvert --to notebook --execute \
+	WORKBOOK_PROGRESS=0 $(BIN)/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=-1 --output-dir build/executed notebooks/*.ipynb
 	@echo "Executed notebooks are in build/executed/, figures in figures/."
 

@@ -1,6 +1,5 @@
 """Tests for workbook.experiments: architecture runs, previews, label-smoothing comparisons, results files."""
 import json
-import math
 import numpy as np
 import pytest
 import helpers as H
@@ -148,23 +147,6 @@ def test_results_round_trip_and_markdown(tiny_runs, tmp_path, monkeypatch):
             f"row {r['run']}: accuracy or data label missing in {row_line!r}"
 
 
-def test_compare_longer_runs_on_hand_numbers():
-    lines = experiments.compare_longer_runs(0.50, 0.52, 0.55, 0.60, 0.59)
-    # by hand: gains +5 and +8; lead 60-55 = +5; width 59-55 = +4 = 80% of it; 59-60 = -1
-    assert lines[0] == "longer training: arch2 +5.00 points, arch3 +8.00 points; bigger gain: arch3"
-    assert lines[1] == "after longer training arch3 vs arch2: +5.00 points"
-    assert "+4.00 points" in lines[2] and "80%" in lines[2] and "most of it" in lines[2], lines[2]
-    assert lines[3] == "at equal width (arch2 with nf=40 vs arch3): -1.00 points for the smaller filters"
-    # arch3 behind: no gap to explain, and the other gain wins
-    lines = experiments.compare_longer_runs(0.40, 0.41, 0.47, 0.45, 0.50, a="A", b="B", wide="wide A")
-    assert lines[0].endswith("bigger gain: A"), lines[0]
-    assert "B has no lead over A" in lines[2] and "+3.00 points" in lines[2], lines[2]
-    # width recovers 1 of 4 points -> 25% -> "part of it"
-    assert "25%" in experiments.compare_longer_runs(0.5, 0.5, 0.5, 0.54, 0.51)[2]
-    with pytest.raises(ValueError, match="finite"):
-        experiments.compare_longer_runs(0.5, math.nan, 0.5, 0.5, 0.5)
-
-
 def test_fast_mode_never_overwrites_full_mode_figures(tmp_path, monkeypatch):
     """Running the tests (fast mode) must not replace the figures/results of a real run."""
     monkeypatch.setattr(config, "FIG_DIR", tmp_path)
@@ -177,21 +159,36 @@ def test_fast_mode_never_overwrites_full_mode_figures(tmp_path, monkeypatch):
     assert json.loads(fast.read_text())["fast_mode"] is True
 
 
-def test_ls_compare_and_summary_are_well_formed(tiny_data):
-    runs = experiments.ls_compare(tiny_data, eps=0.2, lam=0.001, n_train=100, n_test=50, arch=(8, 4, 16),
-                        n_cycles=1, step=10)
-    assert list(runs) == ["eps=0", "eps=0.2"], f"keys {list(runs)}"
-    a, b = runs.values()
-    for lab, h in runs.items():
-        assert h.updates_done == 20 and h.t[0] == 0 and h.t[-1] == 20, f"{lab}: t={h.t}"
-        assert len(h.test_loss) == len(h.t) == len(h.train_loss), f"{lab}: ragged history"
-        assert np.all(np.isfinite(h.train_loss + h.test_loss)), f"{lab}: non-finite loss"
-    assert b.config["eps"] == 0.2 and a.config["eps"] == 0.0
-    # same initialisation: identical metrics before the first update
+def test_train_preview_passes_every_option_to_the_config(tiny, monkeypatch):
+    seen = {}
+    real_train = H.train
+
+    def spy(params, X, y, cfg, *a, **k):
+        seen["cfg"], seen["params"], seen["n"] = cfg, params, X.shape[1]
+        return real_train(params, X, y, cfg, *a, **k)
+    monkeypatch.setattr(experiments, "train", spy)
+    opts = dict(f=8, nf=3, nh=7, n_cycles=2, step=10, increasing=True, eta_min=2e-5, eta_max=0.05,
+                eta_decay=0.7, lam=0.002, eps=0.15, flip=True, translate=2, dropout=0.25,
+                batch_size=20, n_train=160, n_test=40, seed=5)
+    _, h = experiments.train_preview(tiny, **opts)
+    cfg = seen["cfg"]
+    for k in ("n_cycles", "step", "increasing", "eta_min", "eta_max", "eta_decay", "lam", "eps",
+              "flip", "translate", "dropout", "batch_size", "seed"):
+        assert getattr(cfg, k) == opts[k], f"{k}: TrainConfig has {getattr(cfg, k)!r}, set {opts[k]!r}"
+        assert h.config[k] == opts[k], f"{k}: the history's config has {h.config[k]!r}"
+    assert seen["params"]["Fs"].shape == (8, 8, 3, 3) and seen["params"]["W1"].shape == (7, 48)
+    assert seen["n"] == 160 and len(h.test_acc) == len(h.t), "n_train/n_test not applied"
+    assert "subset 160 train / 40 test" in h.data
+    assert set(experiments.PREVIEW_OPTIONS) == set(opts), "PREVIEW_OPTIONS lists another set"
+
+
+def test_ls_summary_is_well_formed(tiny_data):
+    kw = dict(f=8, nf=4, nh=16, step=10, lam=0.001, n_train=100, n_test=50, batch_size=50)
+    _, a = experiments.train_preview(tiny_data, eps=0.0, **kw)
+    _, b = experiments.train_preview(tiny_data, eps=0.2, **kw)
     assert a.test_loss[0] == b.test_loss[0], "the two runs did not start from the same params"
     assert a.train_loss_ls == a.train_loss, "eps=0: smoothed and hard losses should coincide"
     assert b.train_loss_ls[-1] != b.train_loss[-1], "eps>0: smoothed loss equals the hard loss"
-
     s = experiments.ls_summary(a, b, labels=("plain", "smooth"))
     for lab, h in (("plain", a), ("smooth", b)):
         r = s[lab]
@@ -200,24 +197,114 @@ def test_ls_compare_and_summary_are_well_formed(tiny_data):
         assert r["t_min"] in h.t and r["test_acc"] == h.test_acc[-1]
     assert s["d_test_acc"] == pytest.approx(b.test_acc[-1] - a.test_acc[-1])
     assert s["d_rise"] == pytest.approx(s["smooth"]["rise"] - s["plain"]["rise"])
-    text = experiments.ls_summary_text(s)
-    assert f"{s['plain']['gap']:.3f}" in text and f"{100 * s['smooth']['test_acc']:.2f}%" in text
-
-    only = experiments.ls_compare(tiny_data, eps=0.0, lam=0.001, n_train=100, n_test=50, arch=(8, 4, 16),
-                        n_cycles=1, step=10)
-    assert list(only) == ["eps=0"]
-    assert only["eps=0"].test_loss == a.test_loss, "eps=0 runs with the same seed differ"
-
-
-def test_ls_compare_and_summary_reject_bad_input(tiny_data):
-    with pytest.raises(ValueError, match="n_train"):
-        experiments.ls_compare(tiny_data, n_train=10_000)
-    with pytest.raises(ValueError, match="eps"):
-        experiments.ls_compare(tiny_data, eps=1.0)
-    with pytest.raises(ValueError, match="X_test"):
-        experiments.ls_compare({"X_train": tiny_data["X_train"], "y_train": tiny_data["y_train"]})
     with pytest.raises(ValueError, match="test"):
         experiments.ls_summary(H.History(), H.History())
+
+
+def _acc(**kw):
+    base = {"arch1": 0.52, "arch2": 0.58, "arch3": 0.62, "arch4": 0.595, "arch2 long": 0.60,
+            "arch3 long": 0.645, "arch2 nf=40 long": 0.63}
+    base.update(kw)
+    return base
+
+
+def test_ex3_checks_use_the_assignment_on_cifar_and_chance_on_synthetic():
+    ok = {c["check"]: c["ok"] for c in experiments.ex3_checks(_acc(), "cifar10")}
+    assert all(ok.values()) and len(ok) == 4, ok
+    bad = {c["check"]: c["ok"] for c in experiments.ex3_checks(_acc(arch2=0.55), "cifar10")}
+    assert bad["arch2 within 2 points of the assignment's 57.61%"] is False
+    low = experiments.ex3_checks(_acc(arch3=0.59, **{"arch2 long": 0.59, "arch3 long": 0.599,
+                                         "arch2 nf=40 long": 0.5}), "cifar10")
+    assert [c["ok"] for c in low][1:] == [False, True, False], low
+    syn = experiments.ex3_checks(_acc(arch4=0.2), "synthetic")
+    assert [c["ok"] for c in syn] == [True, False, True], syn
+    # the names (what a verdict cell prints) do not depend on the numbers
+    assert [c["check"] for c in syn] == [c["check"] for c in experiments.ex3_checks(_acc(), "synthetic")]
+
+
+def test_ex4_checks():
+    def summ(acc_a, acc_b, rise_a, rise_b, tl_a=0.5, tl_b=0.7):
+        return {"labels": ("no LS", "LS"),
+                "no LS": {"test_acc": acc_a, "rise": rise_a, "train_loss": tl_a},
+                "LS": {"test_acc": acc_b, "rise": rise_b, "train_loss": tl_b}}
+    ok = [c["ok"] for c in experiments.ex4_checks(summ(0.66, 0.657, 0.3, 0.05), "cifar10")]
+    assert ok == [True, True, True, True], ok
+    ok = [c["ok"] for c in experiments.ex4_checks(summ(0.62, 0.61, 0.01, 0.02), "cifar10")]
+    assert ok == [False, False, False, False], ok
+    ok = [c["ok"] for c in experiments.ex4_checks(summ(0.35, 0.31, 0, 0, 0.6, 0.5), "synthetic")]
+    assert ok == [True, False], ok
+
+
+def test_ex5_checks():
+    recipe = [{"seed": s, "test_acc": a, "time_train_s": t} for s, a, t in ((0, 0.70, 500), (1, 0.69, 950))]
+    ok = [c["ok"] for c in experiments.ex5_checks([], recipe, recorded=True)]
+    assert ok == [True, False], ok
+    ok = [c["ok"] for c in experiments.ex5_checks([], recipe[:1] + [dict(recipe[1], test_acc=0.6)], recorded=True)]
+    assert ok[0] is False, "mean 65% is below the teacher's 67.26%"
+    abl = [{"run": r, "seed": s, "val_acc": 0.2} for r in ("base", "flip") for s in (0, 1)]
+    assert [c["ok"] for c in experiments.ex5_checks(abl, [], recorded=False)] == [True, True]
+    assert [c["ok"] for c in experiments.ex5_checks(abl[:3], [], recorded=False)] == [False, True]
+    abl[0]["val_acc"] = 0.12
+    assert [c["ok"] for c in experiments.ex5_checks(abl, [], recorded=False)] == [True, False]
+
+
+def test_data_kind():
+    assert experiments.data_kind({"name": "CIFAR-10", "synthetic": False}) == "cifar10"
+    assert experiments.data_kind("CIFAR-10 (JPEG q75 copy)") == "cifar10"
+    assert experiments.data_kind({"name": "SYNTHETIC (not CIFAR-10) [FAST MODE]", "synthetic": True}) == "synthetic"
+
+
+def test_load_recorded_and_summarise_seeds(tmp_path):
+    assert experiments.load_recorded("ablation", folder=tmp_path) is None
+    rows = [{"run": "recipe", "group": "base", "seed": 0, "val_acc": 0.70},
+            {"run": "recipe", "group": "base", "seed": 1, "val_acc": 0.72},
+            {"run": "- flip", "group": "remove", "seed": 0, "val_acc": 0.66},
+            {"run": "- flip", "group": "remove", "seed": 1, "val_acc": None}]
+    (tmp_path / "ablation.json").write_text(json.dumps({"data": "CIFAR-10", "rows": rows}))
+    rec = experiments.load_recorded("ablation", folder=tmp_path)
+    assert rec["data"] == "CIFAR-10" and rec["rows"] == rows
+    st = experiments.summarise_seeds(rec["rows"])
+    assert [s["run"] for s in st] == ["recipe", "- flip"] and [s["n"] for s in st] == [2, 1]
+    assert st[0]["mean"] == pytest.approx(0.71) and st[0]["std"] == pytest.approx(0.01 * 2 ** 0.5)
+    assert st[0]["min"] == 0.70 and st[0]["max"] == 0.72 and st[1]["std"] == 0.0
+    (tmp_path / "recipe.json").write_text(json.dumps({"data": "x"}))
+    with pytest.raises(ValueError, match="rows"):
+        experiments.load_recorded("recipe", folder=tmp_path)
+
+
+def test_ablation_deltas_compare_each_group_with_its_reference():
+    rows = [{"run": "recipe", "group": "recipe", "seed": 0, "val_acc": 0.70, "time_train_s": 600},
+            {"run": "base", "group": "base", "seed": 0, "val_acc": 0.60, "time_train_s": 120},
+            {"run": "- flip", "group": "remove", "seed": 0, "val_acc": 0.66, "time_train_s": 600},
+            {"run": "+ flip", "group": "add", "seed": 0, "val_acc": 0.63, "time_train_s": 120},
+            {"run": "+ flip", "group": "add", "seed": 1, "val_acc": 0.65, "time_train_s": 180}]
+    d = {s["run"]: s for s in experiments.ablation_deltas(rows)}
+    assert d["- flip"]["ref"] == "recipe" and d["- flip"]["delta_pp"] == pytest.approx(-4.0)
+    assert d["+ flip"]["ref"] == "base" and d["+ flip"]["delta_pp"] == pytest.approx(4.0)
+    assert d["+ flip"]["minutes"] == pytest.approx(2.5)
+    only_base = experiments.ablation_deltas(rows[1:2] + rows[2:3])
+    assert only_base[1]["ref"] == "base", "without a recipe run the base stands in"
+
+
+def test_history_from_dict_takes_a_partial_record():
+    h = experiments.history_from_dict({"t": [0, 10], "test_acc": [0.1, 0.5], "extra": 1})
+    assert h.t == [0, 10] and h.final_test_acc == 0.5 and h.train_loss == []
+
+
+def test_speed_rows_read_what_the_file_has(tmp_path):
+    assert experiments.speed_rows(tmp_path / "missing.json") == []
+    d = {"sgemm": [{"m": 1, "seconds": 1.0}],
+         "per_update": [{"arch": "arch2", "f": 4, "nf": 10, "nh": 50, "numpy_s": 0.001, "torch_s": 0.003},
+                        {"arch": "arch5", "numpy_ms": 4.0, "torch_ms": 5.0},
+                        {"arch": "arch9", "numpy_s": 0.001}],
+         "grid": [{"f": 2, "nf": 5, "numpy_s": 0.1, "torch_s": 0.2}]}
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    rows = experiments.speed_rows(tmp_path / "r.json")
+    assert [r["label"] for r in rows] == ["arch2", "arch5"], rows
+    assert rows[0]["numpy_ms"] == pytest.approx(1.0) and rows[0]["ratio"] == pytest.approx(3.0)
+    assert rows[1]["ratio"] == pytest.approx(1.25)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert experiments.speed_rows(tmp_path / "bad.json") == []
 
 
 def test_run_architectures_rows_and_histories_are_well_formed(tiny, tiny_runs):

@@ -94,18 +94,69 @@ def test_live_plot_redraws_into_the_output_and_closes_figures(tiny, capsys):
     assert not left, f"live_plot left {len(left)} figures open"
 
 
-def test_preview_panel_button_trains_and_reports(tiny):
+def test_live_plot_puts_one_png_into_an_ipywidgets_output(tiny):
+    W = pytest.importorskip("ipywidgets")
+    out = W.Output()
+    _, h = experiments.train_preview(tiny, f=4, nf=2, nh=5, step=10, n_train=100, n_test=20,
+                                     batch_size=25, callback=widgets.live_plot(out, "test"))
+    assert len(out.outputs) == 1, f"{len(out.outputs)} outputs: each redraw must replace the last"
+    png = out.outputs[0]["data"]["image/png"]
+    import base64
+    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert f"update {h.t[-1]}" in out.outputs[0]["data"]["text/plain"]
+
+
+def test_training_panel_button_trains_and_reports(tiny, monkeypatch):
     pytest.importorskip("ipywidgets")
-    panel = widgets.preview_panel(tiny, n_train=100, n_test=20)
+    redraws = []
+    monkeypatch.setattr(widgets, "live_plot", lambda output, title: lambda h: redraws.append(list(h.t)))
+    panel = widgets.training_panel(tiny, n_test=20, nf=2, nh=5, step=10, batch_size=25, n_train=100)
     c = panel.controls
-    assert set(c) >= {"f", "nf", "nh", "eta_min", "eta_max", "step", "n_cycles", "lam",
-                      "batch_size"}, f"panel controls {sorted(c)}"
-    c["step"].value, c["nf"].value, c["nh"].value, c["batch_size"].value = 10, 2, 5, 25
+    assert set(c) == set(experiments.PREVIEW_OPTIONS) - {"n_test", "seed"}, f"panel controls {sorted(c)}"
+    c["eps"].value, c["flip"].value, c["translate"].value, c["dropout"].value = 0.1, True, 1, 0.2
+    c["increasing"].value, c["n_cycles"].value, c["eta_decay"].value = True, 2, 0.8
     panel.button.click()
     assert "final test acc" in panel.status.value, f"status after Train: {panel.status.value!r}"
-    assert "20 updates" in panel.status.value, f"status after Train: {panel.status.value!r}"
+    assert "60 updates" in panel.status.value, f"status after Train: {panel.status.value!r}"
     assert not panel.button.disabled, "the Train button stayed disabled"
-    c["batch_size"].value = 500
+    _, h = panel.result
+    for k, want in (("eps", 0.1), ("flip", True), ("translate", 1), ("dropout", 0.2),
+                    ("increasing", True), ("eta_decay", 0.8), ("step", 10), ("batch_size", 25)):
+        assert h.config[k] == pytest.approx(want), f"panel {k}: the run used {h.config[k]!r}, set {want!r}"
+    assert len(redraws) == len(h.t) and redraws[-1] == h.t, "the curves were not redrawn live"
+
+
+def test_training_panel_draws_the_curves(tiny):
+    pytest.importorskip("ipywidgets")
+    panel = widgets.training_panel(tiny, n_test=20, nf=2, nh=5, step=10, batch_size=25, n_train=100)
+    panel.button.click()
+    assert len(panel.output.outputs) == 1 and "image/png" in panel.output.outputs[0]["data"]
+
+
+def test_training_panel_shows_a_bad_setting(tiny):
+    pytest.importorskip("ipywidgets")
+    panel = widgets.training_panel(tiny, n_test=20, nf=2, nh=5, step=10, n_train=100)
+    panel.controls["batch_size"].value = 500
     panel.button.click()
     assert "not trained" in panel.status.value and "batch_size" in panel.status.value, \
         f"a bad setting gave status {panel.status.value!r}"
+    assert panel.result is None and not panel.button.disabled
+    panel.controls["batch_size"].value = 25
+    panel.controls["eta_min"].value, panel.controls["eta_max"].value = 0.01, 0.001
+    panel.button.click()
+    assert "not trained" in panel.status.value and "eta_min" in panel.status.value, panel.status.value
+    with pytest.raises(ValueError, match="unknown panel settings"):
+        widgets.training_panel(tiny, width=3)
+
+
+def test_progress_bar_is_off_in_executed_notebooks(monkeypatch):
+    """make workbook sets WORKBOOK_PROGRESS=0: no tqdm bar (it would stay frozen at 0% in the
+    executed copy); without it, a bar when asked for."""
+    from workbook import runtime
+    monkeypatch.setenv("WORKBOOK_PROGRESS", "0")
+    assert runtime.progress_bar(100, True, "x") is None
+    monkeypatch.delenv("WORKBOOK_PROGRESS")
+    assert runtime.progress_bar(100, False, "x") is None
+    bar = runtime.progress_bar(100, True, "x")
+    assert bar is not None
+    bar.close()

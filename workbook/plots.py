@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import History, TrainConfig, to_images
+from helpers import History, to_images
 from workbook.checks import _check_X, _check_f
 from workbook.calibration import (ece, reliability)
 from workbook.config import fig_dir, is_fast
@@ -43,9 +43,7 @@ def plot_patch_grid(X: np.ndarray, y: np.ndarray, label_names, f: int = 4, n_sho
     fig.suptitle(f"{(32 // f) ** 2} patches of {f}x{f}x3 per image (stride {f})"
                  + (f" - {tag}" if tag else ""), fontsize=10)
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)
 
 
 def plot_filters(Fs: np.ndarray, title: str = "filters", name: str | None = None):
@@ -69,9 +67,7 @@ def plot_filters(Fs: np.ndarray, title: str = "filters", name: str | None = None
             ax.set_title(str(k), fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)
 
 
 def grouped_bars(groups: dict, ylabel: str, title: str, name: str | None = None, log: bool = True,
@@ -106,9 +102,7 @@ def grouped_bars(groups: dict, ylabel: str, title: str, name: str | None = None,
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
                   ncol=min(3, len(labels)), frameon=False)
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)
 
 
 def plot_grad_errors(tables: dict, title: str = "gradient check", name: str | None = None,
@@ -121,27 +115,42 @@ def plot_grad_errors(tables: dict, title: str = "gradient check", name: str | No
     return grouped_bars(groups, "max relative error", title, name=name, log=True, data=data)
 
 
-def plot_ls_losses(runs: dict, title: str = "hard-label cross-entropy", name: str | None = None,
-                   data: str = ""):
-    """One panel per run (e.g. {"no LS": hist_a, "LS eps=0.1": hist_b}), side by side with a
-    shared y axis: train loss (solid) and test loss (dashed) against the HARD labels, with the
-    test loss's minimum marked. Saves figures/<name>.png when ``name`` is given."""
+def plot_ls_losses(runs: dict, title: str = "arch5: cross-entropy against the hard labels",
+                   name: str | None = None, data: str = "", test_label: str = "test"):
+    """Loss curves of runs compared on the HARD labels (e.g. {"no LS": h0, "LS eps=0.1": h1}).
+
+    Left: train (solid) and test (dashed) loss of every run, one colour per run. Right: the test
+    losses alone on one axis, zoomed to their range after the first 10% of the updates, each
+    run's minimum marked. ``test_label`` names the dashed curves ("validation" when they are). Saves
+    figures/<name>.png when ``name`` is given. Returns the figure."""
     if not runs:
         raise ValueError("runs must map at least one label to a History")
     plt = _plt()
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.8 * len(runs), 3.6), sharey=True,
-                             squeeze=False)
-    for ax, (label, h) in zip(axes[0], runs.items()):
-        ax.plot(h.t, h.train_loss, "-", color="tab:blue", label="train")
-        if h.test_loss:
-            ax.plot(h.t, h.test_loss, "--", color="tab:orange", label="test")
-            i = int(np.argmin(h.test_loss))
-            ax.plot(h.t[i], h.test_loss[i], "o", color="tab:orange", ms=5, label="test minimum")
-        ax.set_title(label)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lo, hi = np.inf, -np.inf
+    for j, (label, h) in enumerate(runs.items()):
+        c = colors[j % len(colors)]
+        ax1.plot(h.t, h.train_loss, "-", color=c, label=f"{label} train")
+        if not h.test_loss:
+            continue
+        ax1.plot(h.t, h.test_loss, "--", color=c, label=f"{label} {test_label}")
+        t, te = np.asarray(h.t), np.asarray(h.test_loss)
+        ax2.plot(t, te, "-", color=c, label=f"{label} {test_label}")
+        k = int(np.argmin(te))
+        ax2.plot(t[k], te[k], "o", color=c, ms=5, label=f"{label} minimum")
+        rest = te[t >= 0.1 * t[-1]] if t[-1] > 0 else te     # leave out the first 10%: the zoom
+        lo, hi = min(lo, rest.min()), max(hi, rest.max())
+    ax1.set_title(f"train and {test_label} loss")
+    ax2.set_title(f"{test_label} loss only (y zoomed to the last 90% of updates)")
+    if np.isfinite(lo) and hi > lo:
+        pad = 0.08 * (hi - lo)
+        ax2.set_ylim(lo - pad, hi + pad)
+    for ax in (ax1, ax2):
         ax.set_xlabel("update step")
+        ax.set_ylabel("loss (hard labels)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("loss (hard labels)")
-    axes[0][0].legend(fontsize=8)
+        ax.legend(fontsize=7)
     return _finish_fig(fig, title, data or next(iter(runs.values())).data, name)
 
 
@@ -181,57 +190,93 @@ def plot_reliability(runs: dict, n_bins: int = 15, name: str | None = None, data
     tag = data_label(data)
     fig.suptitle(f"calibration on the test set - {tag}" if tag else "calibration on the test set")
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)
 
 
-def plot_ablation(rows: list, name: str | None = None, data: str = ""):
-    """Bar chart of the ablation's validation accuracy (%) per run, with the base as a line."""
-    labels = [r["run"] for r in rows]
-    vals = [100 * r["val_acc"] for r in rows]
-    fig = bar_chart(labels, vals, "validation accuracy (%)", "ablation (one factor at a time)",
-                    fmt="{:.1f}", data=data or (rows[0].get("data", "") if rows else ""))
-    ax = fig.axes[0]
-    base = [100 * r["val_acc"] for r in rows if r["run"] == "base"]
-    if base:
-        ax.axhline(base[0], color="k", ls="--", lw=1, label="base")
-        ax.legend(fontsize=8)
-    lo = min(vals)
-    ax.set_ylim(max(0.0, lo - 5), max(vals) + 3)
-    ax.tick_params(axis="x", labelrotation=30)
-    fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+GROUP_COLORS = {"base": "0.35", "remove": "tab:red", "add": "tab:blue", "width": "tab:green",
+                "length": "tab:purple", "": "tab:blue"}
 
 
-def plot_speed_ratio(rows: list, name: str | None = None, title: str = ""):
-    """Speed-up of NumPy over torch per (f, nf): torch seconds / numpy seconds against nf, one
-    line per filter size f (> 1 means our NumPy code is faster). rows: dicts with keys f, nf,
-    numpy_s, torch_s (rows without a torch time are skipped)."""
+def plot_ablation(rows: list, name: str | None = None, data: str = "", key: str = "val_acc",
+                  title: str = "ablation, validation accuracy"):
+    """Bars of ``key`` (accuracy in [0, 1], shown in %) per run: the mean over seeds, with an error
+    bar from the smallest to the largest seed and the seed count under the label.
+
+    rows: dicts with 'run', key, optionally 'seed' and 'group' ('remove', 'add', 'width',
+    'length'; the colour). The y axis starts at 0. Horizontal lines mark the runs called
+    'recipe' (dashed) and 'base' (dotted), when present. Saves figures/<name>.png when ``name`` is given. Returns the figure."""
+    from workbook.experiments import summarise_seeds
+    stats = summarise_seeds(rows, key)
+    if not stats:
+        raise ValueError(f"no row has a number for {key!r}")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    fs = sorted({r["f"] for r in rows if r.get("torch_s")})
-    for f in fs:
-        rs = sorted((r for r in rows if r["f"] == f and r.get("torch_s")), key=lambda r: r["nf"])
-        ax.plot([r["nf"] for r in rs], [r["torch_s"] / r["numpy_s"] for r in rs], "o-", label=f"f={f}")
-    ax.axhline(1.0, color="k", lw=1, ls="--")
-    ax.set_xscale("log", base=2)
-    nfs = sorted({r["nf"] for r in rows if r.get("torch_s")})
-    if nfs:
-        ax.set_xticks(nfs, [str(v) for v in nfs])
-        ax.minorticks_off()
-    ax.set_xlabel("number of filters nf")
-    ax.set_ylabel("torch time / numpy time")
-    ax.set_title(title or "training speed: > 1 means NumPy is faster")
-    ax.grid(alpha=0.3)
-    if fs:
-        ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.75 * len(stats) + 2), 4.0))
+    x = np.arange(len(stats))
+    means = np.array([100 * s["mean"] for s in stats])
+    err = np.array([[100 * (s["mean"] - s["min"]) for s in stats],
+                    [100 * (s["max"] - s["mean"]) for s in stats]])
+    colors = [GROUP_COLORS.get("base" if s["run"] in ("base", "recipe") else s["group"], "tab:blue")
+              for s in stats]
+    ax.bar(x, means, color=colors, yerr=err, capsize=3, ecolor="k")
+    for xi, m, up in zip(x, means, err[1]):
+        ax.annotate(f"{m:.1f}", (xi, m + up), xytext=(0, 2), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7)
+    ax.set_xticks(x, [f"{s['run']}\n(n={s['n']})" for s in stats], rotation=35, ha="right",
+                  fontsize=7)
+    from matplotlib.patches import Patch
+    handles, names = [], []
+    for ref, ls in (("recipe", "--"), ("base", ":")):
+        m = [m for s, m in zip(stats, means) if s["run"] == ref]
+        if m:
+            handles.append(ax.axhline(m[0], color="k", ls=ls, lw=1))
+            names.append(ref)
+    ax.set_ylim(0, min(100.0, max(means + err[1]) * 1.12))
+    ax.set_ylabel({"val_acc": "validation", "test_acc": "test"}.get(key, key)
+                  + " accuracy (%): mean, seed range")
+    for g in GROUP_COLORS:
+        if g and g != "base" and any(s["group"] == g for s in stats):
+            handles.append(Patch(color=GROUP_COLORS[g]))
+            names.append(g)
+    if handles:
+        ax.legend(handles, names, fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return _finish_fig(fig, title, data or (rows[0].get("data", "") if rows else ""), name)
+
+
+def plot_speed(rows: list, name: str | None = None, title: str = "time per training update"):
+    """Speed of NumPy against torch per architecture: left, milliseconds per update (batch 100)
+    of both side by side; right, the ratio torch / NumPy (> 1: NumPy is faster).
+    rows: dicts with label, numpy_ms, torch_ms (e.g. experiments.speed_rows()). Saves
+    figures/<name>.png when ``name`` is given. Returns the figure."""
+    if not rows:
+        raise ValueError("no speed rows: pass dicts with label, numpy_ms and torch_ms")
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(rows))
+    labels = [str(r["label"]) for r in rows]
+    a = [r["numpy_ms"] for r in rows]
+    b = [r["torch_ms"] for r in rows]
+    ax1.bar(x - 0.2, a, width=0.4, label="NumPy (ours)", color="tab:blue")
+    ax1.bar(x + 0.2, b, width=0.4, label="torch (conv2d + autograd)", color="tab:orange")
+    ax1.set_xticks(x, labels, fontsize=8)
+    ax1.set_ylabel("ms per update")
+    ax1.set_title("absolute time")
+    ax1.legend(fontsize=8)
+    ratio = [tb / ta for ta, tb in zip(a, b)]
+    bars = ax2.bar(x, ratio, color="tab:green")
+    for bar, v in zip(bars, ratio):
+        ax2.annotate(f"{v:.2f}x", (bar.get_x() + bar.get_width() / 2, v), ha="center",
+                     va="bottom", fontsize=8)
+    ax2.axhline(1.0, color="k", ls="--", lw=1)
+    ax2.set_xticks(x, labels, fontsize=8)
+    ax2.set_ylabel("torch time / NumPy time")
+    ax2.set_ylim(0, max(ratio) * 1.18)
+    ax2.set_title("ratio (> 1: NumPy faster)")
+    for ax in (ax1, ax2):
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)
 
 
 def _plt():
@@ -257,8 +302,19 @@ def _finish_fig(fig, title: str, data: str, name: str | None):
     tag = data_label(data)
     fig.suptitle(f"{title} - {tag}" if tag else title)
     fig.tight_layout()
+    return _done(fig, name)
+
+
+def _done(fig, name: str | None):
+    """Save the figure (when ``name``) and return it. In a notebook the inline backend shows it
+    at the end of the cell; with a non-interactive backend (Agg: tests, scripts) it is closed
+    here, so figures do not pile up in memory."""
     if name:
         save_fig(fig, name)
+    import matplotlib
+    backend = matplotlib.get_backend().lower()
+    if backend == "agg":
+        _plt().close(fig)
     return fig
 
 
@@ -271,10 +327,11 @@ def data_label(name: str = "") -> str:
 
 
 def plot_history(runs, metrics=("loss", "cost", "acc"), title: str = "", name: str | None = None,
-                 data: str = ""):
+                 data: str = "", test_label: str = "test"):
     """Training curves, train (solid) vs test (dashed), one panel per metric.
 
     runs: a History or a dict {label: History}. metrics from loss, loss_ls, cost, acc.
+    test_label: the legend's name for the dashed curves ("validation" when they are).
     Saves figures/<name>.png when ``name`` is given. Returns the figure.
     """
     plt = _plt()
@@ -288,7 +345,7 @@ def plot_history(runs, metrics=("loss", "cost", "acc"), title: str = "", name: s
             lab = f"{label} " if label else ""
             ax.plot(h.t, getattr(h, "train_" + m), "-", color=c, label=lab + "train")
             if getattr(h, "test_" + m):
-                ax.plot(h.t, getattr(h, "test_" + m), "--", color=c, label=lab + "test")
+                ax.plot(h.t, getattr(h, "test_" + m), "--", color=c, label=lab + test_label)
         ax.set_xlabel("update step")
         ax.set_ylabel({"acc": "accuracy", "loss_ls": "loss (smoothed targets)"}.get(m, m))
         ax.grid(alpha=0.3)
@@ -296,20 +353,53 @@ def plot_history(runs, metrics=("loss", "cost", "acc"), title: str = "", name: s
     return _finish_fig(fig, title, data or next(iter(runs.values())).data, name)
 
 
-def plot_eta(cfg: TrainConfig, name: str | None = None):
-    """The learning-rate schedule of ``cfg`` against the update step."""
+def plot_schedules(cfgs: dict, name: str | None = None, title: str = "cyclic learning rates"):
+    """The learning rate of every update for each config, on one axis.
+    cfgs: {label: TrainConfig}. Saves figures/<name>.png when ``name`` is given."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(cfg.etas())
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for label, cfg in cfgs.items():
+        ax.plot(cfg.etas(), label=f"{label} ({cfg.n_updates} updates)")
     ax.set_xlabel("update step")
     ax.set_ylabel("eta")
-    ax.set_title(f"cyclic learning rate ({'doubling' if cfg.increasing else 'fixed'} cycles, "
-                 f"step {cfg.step}, {cfg.n_cycles} cycles)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)
+
+
+def plot_accuracy_bars(labels, values, refs: dict | None = None, name: str | None = None,
+                       title: str = "final test accuracy", data: str = ""):
+    """Bars of our final test accuracies (fractions, shown in %) with reference markers.
+
+    labels: bar labels; values: our accuracies; refs: {marker label: {bar label: accuracy}} of
+    published numbers (e.g. the assignment's and a student's), drawn as markers on the bars they
+    name. y from 0. Saves figures/<name>.png when ``name`` is given. Returns the figure."""
+    plt = _plt()
+    labels = [str(x) for x in labels]
+    fig, ax = plt.subplots(figsize=(1.5 * len(labels) + 3, 3.8))
+    x = np.arange(len(labels))
+    vals = [100 * v for v in values]
+    bars = ax.bar(x, vals, color="tab:blue", label="ours")
+    for b, v in zip(bars, vals):
+        ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    markers = iter(("D", "*", "s", "^"))
+    top = max(vals)
+    for ref_label, ref in (refs or {}).items():
+        pts = [(i, 100 * ref[lab]) for i, lab in enumerate(labels) if lab in ref]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], next(markers, "o"), ms=8,
+                    color="k" if ref_label.startswith("assign") else "tab:red", ls="none",
+                    label=ref_label)
+            top = max(top, max(p[1] for p in pts))
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, min(100, top * 1.18))
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _finish_fig(fig, title, data, name)
 
 
 def bar_chart(labels, values, ylabel: str, title: str, name: str | None = None,
@@ -326,6 +416,4 @@ def bar_chart(labels, values, ylabel: str, title: str, name: str | None = None,
     ax.set_title(f"{title} - {tag}" if tag else title)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    if name:
-        save_fig(fig, name)
-    return fig
+    return _done(fig, name)

@@ -51,7 +51,9 @@ def blas_threads(threads):
 
 
 def progress_bar(total: int, enabled: bool, desc: str):
-    if not enabled:
+    """A tqdm bar for train(), or None when ``enabled`` is false or WORKBOOK_PROGRESS=0 (set by
+    ``make workbook``: an executed notebook would keep a widget bar frozen at its first frame)."""
+    if not enabled or os.environ.get("WORKBOOK_PROGRESS", "").strip().lower() in {"0", "false", "no", "off"}:
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
