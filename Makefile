@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test workbook lab bench data strip clean
+.PHONY: test workbook docs lab bench data strip clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ workbook: data
 	WORKBOOK_PROGRESS=0 $(BIN)/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=-1 --output-dir build/executed notebooks/*.ipynb
 	@echo "Executed notebooks are in build/executed/, figures in figures/."
+
+# README figures and results from a full run on real images, e.g.
+#   make docs WORKBOOK_DATA=../shared/cifar10-images
+docs:
+	test -n "$(WORKBOOK_DATA)" || (echo "set WORKBOOK_DATA=/path/to/image-folder (or CIFAR10_DIR)"; exit 1)
+	WORKBOOK_DATA=$(WORKBOOK_DATA) $(MAKE) workbook
+	$(BIN)/python tools/make_docs.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -33,8 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from workbook.checks import (_check_eps, _check_f, _check_finite, _check_Fs, _check_ims,
-                             _check_mx_filters, _check_X, _check_Y, _positive_int, check_labels)
-from workbook.runtime import blas_threads, prefetch_batches, progress_bar, auto_threads
+                             _check_mx_filters, _check_X, _check_Y, _positive_int, check_config,
+                             check_labels, check_like)
+from workbook import fastsgd, whitening
+from workbook.runtime import auto_threads, blas_threads, prefetch_batches, progress_bar, thread_tuner
 
 
 # =====================================================================================
@@ -236,6 +238,8 @@ def init_params(f, nf, nh: int, K: int = 10, seed: int = 0, dtype=np.float32) ->
     for fi, nfi in zip(fs, nfs):
         _check_f(fi), _positive_int(nfi, "nf")
     nh, K = _positive_int(nh, "nh"), _positive_int(K, "K")
+    if K < 2:
+        raise ValueError(f"K is the number of classes and must be >= 2; got {K}")
     p, width = {}, 0
     for fi, nfi in sorted(zip(fs, nfs)):
         kF, kb = ("Fs", "b0") if not multi else (f"Fs_f{fi}", f"b0_f{fi}")
@@ -401,21 +405,24 @@ def _reg(params: dict) -> float:
 
 
 def _backward_core(params: dict, mxs: list, fw: dict, T: np.ndarray, lam: float,
-                   drop_mask=None, scale: float = 1.0) -> dict:
+                   drop_mask=None, scale: float = 1.0, decay: float | None = None) -> dict:
     """Gradients for the forward ``fw`` and targets T (n, K). Every gradient is linear in
-    G = P - T, so ``scale`` (the step eta) is applied once, to the small (n, K) matrix G."""
+    G = P - T, so ``scale`` (the step eta) is applied once, to the small (n, K) matrix G. With
+    ``decay`` (train_step): W <- decay W - grad in place instead (workbook/fastsgd.py); returns {}."""
     n = T.shape[0]
     G = fw["P"] - T
     G *= scale / n
     X1, H = fw["X1"], fw["H"]
-    g = {"W2": G.T @ X1, "b2": G.sum(axis=0).reshape(-1, 1)}
+    out = fastsgd.Sink(params, decay, l2=2.0 * lam * scale)   # grad W = A.T @ B + l2 W, b: sums
     G1 = G @ params["W2"]
+    out.weight("W2", G, X1)
+    out.bias("b2", G)
     if drop_mask is not None:
         G1 *= drop_mask
     G1 *= X1 > 0
-    g["W1"] = G1.T @ H
-    g["b1"] = G1.sum(axis=0).reshape(-1, 1)
     GH = G1 @ params["W1"]
+    out.weight("W1", G1, H)
+    out.bias("b1", G1)
     GH *= H > 0
     off = 0
     for (f, kF, kb), mx in zip(_branches(params), mxs):
@@ -423,13 +430,9 @@ def _backward_core(params: dict, mxs: list, fw: dict, T: np.ndarray, lam: float,
         nf = params[kF].shape[3]
         Gc = np.ascontiguousarray(GH[:, off:off + n_p * nf]).reshape(n * n_p, nf)
         off += n_p * nf
-        g[kF] = (mx.reshape(n * n_p, d).T @ Gc).reshape(params[kF].shape)
-        g[kb] = (np.ones(n * n_p, Gc.dtype) @ Gc).reshape(-1, 1)   # a GEMV: ~8x faster than sum
-    if lam:
-        for k in g:
-            if k.startswith(("Fs", "W")):
-                g[k] += (2.0 * lam * scale) * params[k]
-    return g
+        out.weight(kF, mx.reshape(n * n_p, d), Gc)
+        out.bias(kb, Gc, n)
+    return out.g
 
 
 # =====================================================================================
@@ -478,7 +481,8 @@ class TrainConfig:
     (peak multiplier per cycle). batch_size, lam (L2), eps (label smoothing). Metrics every
     ``eval_every`` updates (default step//2) on ``eval_train_n`` training images and the test
     data. Bonus, off by default: flip, translate (max shift, px), dropout (hidden layer), tta
-    (average with the mirror image at evaluation). threads: BLAS threads (None: auto_threads).
+    (average with the mirror image at evaluation), whiten (filters learn on ZCA-whitened patches,
+    this regulariser: workbook/whitening.py). threads: BLAS threads (None: auto_threads).
     """
     n_cycles: int = 3
     step: int = 800
@@ -498,6 +502,7 @@ class TrainConfig:
     tta: bool = False
     progress: bool = True
     threads: int | None = None
+    whiten: float = 0.0
 
     @property
     def n_updates(self) -> int:
@@ -524,29 +529,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Self, or a ValueError naming the bad field and the allowed values."""
-        for k in ("n_cycles", "step", "batch_size", "eval_train_n", "seed", "translate"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"TrainConfig.{k} must be an integer; got {v!r}")
-        for k in ("eval_every", "threads"):
-            v = getattr(self, k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
-                raise ValueError(f"TrainConfig.{k} must be None or a positive integer; got {v!r}")
-        for k in ("eta_min", "eta_max", "lam", "eps", "eta_decay", "dropout"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v):
-                raise ValueError(f"TrainConfig.{k} must be a finite number; got {v!r}")
-        if self.step < 1 or self.n_cycles < 1 or self.batch_size < 1 or self.eval_train_n < 1:
-            raise ValueError("step, n_cycles, batch_size and eval_train_n must be >= 1")
-        if not 0 < self.eta_min <= self.eta_max:
-            raise ValueError(f"need 0 < eta_min <= eta_max; got {self.eta_min}, {self.eta_max}")
-        if not 0 <= self.eps < 1 or not 0 <= self.dropout < 1 or self.lam < 0 or self.eta_decay <= 0:
-            raise ValueError("need 0 <= eps < 1, 0 <= dropout < 1, lam >= 0 and eta_decay > 0")
-        if self.translate < 0 or self.translate > 16:
-            raise ValueError(f"translate is a maximum shift in pixels, 0..16; got {self.translate}")
-        if self.n_cycles > 60 or self.n_updates > MAX_UPDATES:
-            raise ValueError(f"this schedule has {self.n_updates if self.n_cycles <= 60 else 'over 2**60'}"
-                             f" updates (more than {MAX_UPDATES:.0e}); lower n_cycles or step")
+        check_config(self, n_updates, MAX_UPDATES)
         return self
 
 
@@ -695,6 +678,8 @@ def evaluate(params: dict, mxs: list, y: np.ndarray, lam: float = 0.0, eps: floa
 def predict(params: dict, X: np.ndarray, tta: bool = False) -> np.ndarray:
     """Class probabilities: X (3072, n) normalised -> P (K, n)."""
     X = _check_finite(_check_X(X), "X")
+    if X.shape[1] == 0:
+        return np.zeros((check_params(params)["W2"].shape[0], 0), params["W2"].dtype)
     y0 = np.zeros(X.shape[1], dtype=np.int64)
     return evaluate(check_params(params), mx_for(params, X), y0, tta=tta, P_out=True)["P"]
 
@@ -709,14 +694,9 @@ def train_step(params: dict, mxs: list, y: np.ndarray, eta: float, lam: float = 
     fw = _forward_core(params, mxs, drop_mask)
     T = _targets(y, K, eps, fw["P"].dtype)
     loss = -float(np.sum(T * fw["logP"], dtype=np.float64)) / len(y)
-    # W <- W - eta (g + 2 lam W) as W <- (1 - 2 eta lam) W - (eta g): eta is folded into G in
-    # the backward pass, and the L2 term becomes one in-place scaling.
-    g = _backward_core(params, mxs, fw, T, 0.0, drop_mask, scale=eta)
-    decay = 1.0 - 2.0 * eta * lam
-    for k, gk in g.items():
-        if lam and k.startswith(("Fs", "W")):
-            params[k] *= decay
-        params[k] -= gk
+    # W <- W - eta (g + 2 lam W) = (1 - 2 eta lam) W - eta g: eta is folded into G in the
+    # backward pass, which then updates every parameter in place (workbook/fastsgd.py).
+    _backward_core(params, mxs, fw, T, 0.0, drop_mask, scale=eta, decay=1.0 - 2.0 * eta * lam)
     return loss
 
 
@@ -765,6 +745,8 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
     if cfg.flip or cfg.translate:
         tables = [aug_tables(f, cfg.flip, cfg.translate) for f in filter_sizes(params)]
     keep, nh = 1.0 - cfg.dropout, params["W1"].shape[0]
+    Ws = whitening.patch_whitening(X_train, filter_sizes(params), cfg.whiten) if cfg.whiten else {}
+    whitening.start(params, Ws)                    # filters learn in whitened coordinates
 
     def do_eval(t):
         t0 = time.perf_counter()
@@ -802,6 +784,7 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
         return mb if choice is None else [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
 
     batches = prefetch_batches(draw, fetch, T)
+    threads = thread_tuner(params, B, cfg.threads)
     bar = progress_bar(T, cfg.progress, data_name or "train")
     t = 0
     try:
@@ -812,7 +795,12 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
                 do_eval(t)
                 t_start += hist.time_eval - t_ev
             idx, mask, mb = next(batches)
+            threads.before(t)                  # BLAS threads: 1 or all cores, whichever is faster now
+            old = {k: params[k].copy() for k in params if k.startswith("Fs")} if Ws else None
             loss = train_step(params, mb, y_train[idx], float(etas[t]), cfg.lam, cfg.eps, mask)
+            if Ws:
+                whitening.precondition(params, old, Ws, 1.0 - 2.0 * float(etas[t]) * cfg.lam)
+            threads.after(t)
             if not np.isfinite(loss):
                 hist.updates_done, hist.time_train = t, time.perf_counter() - t_start
                 raise TrainingDiverged(
@@ -885,16 +873,7 @@ def load_checkpoint(path, like: dict | None = None):
     except ValueError as e:
         raise ValueError(f"checkpoint {path} has inconsistent parameters: {e}") from e
     if like is not None:
-        if set(like) != set(params):
-            raise ValueError(f"checkpoint {path} has keys {sorted(params)}, expected {sorted(like)}")
-        for k in like:
-            if params[k].shape != like[k].shape:
-                raise ValueError(f"checkpoint {path}: {k} has shape {params[k].shape}, expected "
-                                 f"{like[k].shape}; it was saved for another architecture")
-            if params[k].dtype != like[k].dtype:
-                raise ValueError(f"checkpoint {path}: {k} is {params[k].dtype}, expected "
-                                 f"{like[k].dtype}; same architecture, other precision: pass "
-                                 f"like= in {params[k].dtype} or convert with .astype")
+        check_like(path, params, like)
     try:
         cfg = TrainConfig.from_dict(meta["config"]) if meta.get("config") else None
         hist = History.from_dict(meta["history"]) if meta.get("history") else None

@@ -33,14 +33,19 @@ def _check_schema(res, torch_present):
     for r in res["per_update"]:
         assert _is_time(r["numpy_s"]) and len(r["numpy_repeats_s"]) == 2, f"bad numpy timing row {r}"
         assert r["flops"]["total"] == sum(v for k, v in r["flops"].items() if k != "total")
+        assert _is_time(r["numpy_step_s"]) and _is_time(r["x_sgemm_bound"]), r
         if torch_present:
             assert _is_time(r["torch_s"]) and isinstance(r["ratio_torch_over_numpy"], float), r
+            tv = r["torch_variants"]
+            assert {"t1", "t1_cl", "t1_nomkldnn", "t1_foreach"} <= set(tv), tv
+            assert r["torch_s"] == min(tv.values()) == tv[r["torch_variant"]], (
+                "the torch reference must be the fastest variant tried")
         else:
             assert r["torch_s"] is None and r["ratio_torch_over_numpy"] is None, r
     assert [(g["m"], g["k"], g["n"]) for g in res["sgemm"]][-1] == (64, 64, 64)
     assert all(g["gflops"] > 0 for g in res["sgemm"])
     assert res["protocol"] == {"arch2": None, "arch5": None}, "--quick must skip the protocols"
-    assert len(res["targets"]) == 6
+    assert len(res["targets"]) == 7
     for t in res["targets"]:
         assert set(t) == {"name", "target", "value", "pass"} and t["pass"] in (True, False, None), t
     # protocols were not run, so their targets must read 'not measured'
@@ -71,6 +76,27 @@ def test_main_quick_writes_json(tmp_path, capsys):
     _check_schema(res, torch_present=speed._torch() is not None)
     text = capsys.readouterr().out
     assert "Targets" in text and "SPEED ONLY" in text
+    if speed._torch() is not None:
+        assert "Idiomatic torch variants tried" in text and "t1_foreach" in text
+
+
+def test_arch_names_include_the_bonus_nets():
+    assert speed._arch("bonus_multi") == ("bonus_multi", (4, 8), 100, 800)
+    assert speed._arch(((4, 8), 3, 5))[1:] == ((4, 8), 3, 5)
+    fl = speed.flops_per_update((4, 8), 10, 50)
+    assert fl["conv_fwd"] == 2 * 100 * 3072 * 10 * 2          # n_p * d = 3072 for every f
+    assert fl["W1_fwd"] == 2 * 100 * (64 + 16) * 10 * 50
+
+
+@pytest.mark.parametrize("impl", ["numpy", "numpy_step", "torch1", "torch:t1_cl", "torch:t1_nomkldnn",
+                                  "torch:t1_foreach"])
+def test_every_timed_program_runs_on_multi_size_filters(impl):
+    if impl.startswith("torch"):
+        pytest.importorskip("torch")
+    data = speed.make_data(250, seed=1)
+    r = speed.update_times(((4, 8), 3, 6), impls=(impl,), n_updates=2, repeats=1, warmup=0,
+                           threads=1, data=data)[impl]
+    assert _is_time(r["min_s"])
 
 
 def test_main_without_torch(tmp_path, monkeypatch):

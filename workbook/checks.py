@@ -124,7 +124,7 @@ def check_config(cfg, n_updates, max_updates: int) -> None:
         v = getattr(cfg, k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise ValueError(f"TrainConfig.{k} must be None or a positive integer; got {v!r}")
-    for k in ("eta_min", "eta_max", "lam", "eps", "eta_decay", "dropout"):
+    for k in ("eta_min", "eta_max", "lam", "eps", "eta_decay", "dropout", "whiten"):
         v = getattr(cfg, k)
         if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v):
             raise ValueError(f"TrainConfig.{k} must be a finite number; got {v!r}")
@@ -134,6 +134,8 @@ def check_config(cfg, n_updates, max_updates: int) -> None:
         raise ValueError(f"need 0 < eta_min <= eta_max; got {cfg.eta_min}, {cfg.eta_max}")
     if not 0 <= cfg.eps < 1 or not 0 <= cfg.dropout < 1 or cfg.lam < 0 or cfg.eta_decay <= 0:
         raise ValueError("need 0 <= eps < 1, 0 <= dropout < 1, lam >= 0 and eta_decay > 0")
+    if cfg.whiten < 0:
+        raise ValueError(f"TrainConfig.whiten is a regulariser >= 0 (0 = off, 0.01 typical); got {cfg.whiten}")
     if cfg.translate < 0 or cfg.translate > 16:
         raise ValueError(f"translate is a maximum shift in pixels, 0..16; got {cfg.translate}")
     total = n_updates(cfg.n_cycles, cfg.step, cfg.increasing) if cfg.n_cycles <= 60 else None

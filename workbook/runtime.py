@@ -3,6 +3,7 @@ gatherer on the spare core, and the progress bar. None of it changes a number.""
 from __future__ import annotations
 
 import os
+import time
 
 from workbook.checks import _check_f
 
@@ -57,3 +58,79 @@ def progress_bar(total: int, enabled: bool, desc: str):
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
+
+
+class ThreadTuner:
+    """train()'s BLAS thread count for each update. ``counts`` (1,) or a fixed cfg.threads:
+    that count throughout. Otherwise: on a busy machine (no idle core, see ``busy``) 1 thread;
+    else it probes: ``probe`` updates at the current count, then at each other count (cut
+    short once 1.5x slower), and runs at the count with the fastest update (more threads must
+    win by 10%). The next check comes ``every`` updates later, twice as late each time 1 thread
+    stays the choice (up to ``max_every``). Why: on an idle machine 2 threads make a wide net's
+    update up to ~1.5x faster, but when another program holds a core a second BLAS thread
+    spin-waits for it and the update gets 5-15x SLOWER (measured here). Results do not depend
+    on the count (train's GEMMs split only their outputs between threads; tests/test_runtime.py
+    checks that 1 and 2 threads train bit-identically).
+    """
+
+    def __init__(self, counts, every: int = 100, probe: int = 2, max_every: int = 3200):
+        self.counts = tuple(dict.fromkeys(int(c) for c in counts))
+        self.every, self.probe, self.max_every = int(every), int(probe), int(max_every)
+        self.first_every = self.every
+        self.choice = self.counts[0]                  # the safe start: 1 thread
+        self.current, self.next_probe, self.plan, self.best, self.t0 = None, 0, [], {}, 0.0
+        from threadpoolctl import ThreadpoolController
+        self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    @staticmethod
+    def busy() -> bool:
+        """No idle core beside this process (1-minute load average): more BLAS threads would
+        only fight other programs for cores, so the tuner does not even probe them."""
+        try:
+            return os.getloadavg()[0] > (os.cpu_count() or 1) - 0.5
+        except (AttributeError, OSError):
+            return False
+
+    def _set(self, n: int) -> None:
+        for lib in self._libs:          # every time (~1 us): an outer limit may have changed it
+            lib.set_num_threads(n)
+        self.current = n
+
+    def before(self, t: int) -> None:
+        """Call before update t: sets the BLAS thread count for it."""
+        if len(self.counts) == 1:       # a fixed count: train's own limit already holds it
+            self.current = self.counts[0]
+            return
+        if t >= self.next_probe and not self.plan and self.busy():
+            self.choice, self.next_probe = min(self.counts), t + self.first_every
+        elif t >= self.next_probe and not self.plan:
+            order = (self.choice,) + tuple(c for c in self.counts if c != self.choice)
+            self.plan = [c for c in order for _ in range(self.probe)]
+            self.best = {}
+        self._set(self.plan[0] if self.plan else self.choice)
+        self.t0 = time.perf_counter()
+
+    def after(self, t: int) -> None:
+        """Call after update t (records its time while probing)."""
+        if not self.plan:
+            return
+        dt, c = time.perf_counter() - self.t0, self.plan.pop(0)
+        self.best[c] = min(self.best.get(c, dt), dt)
+        if c != self.choice and dt > 1.5 * self.best[self.choice]:
+            self.plan = [x for x in self.plan if x != c]          # clearly slower: stop here
+        if not self.plan:
+            # more threads must win by 10%; and a multi-thread choice is re-checked at the
+            # first interval always (if a busy neighbour starts, it turns 10x slower)
+            new = min(self.best, key=lambda k: self.best[k] * (1.1 if k > min(self.best) else 1.0))
+            grow = new == self.choice and new == min(self.counts)
+            self.every = min(2 * self.every, self.max_every) if grow else self.first_every
+            self.choice, self.next_probe = new, t + 1 + self.every
+
+
+def thread_tuner(params: dict, batch_size: int, threads: int | None) -> ThreadTuner:
+    """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 for nets too small to gain
+    from threads (auto_threads), else probing 1 vs all cores."""
+    if threads is not None:
+        return ThreadTuner((threads,))
+    n = auto_threads(params, batch_size)
+    return ThreadTuner((1, n) if n > 1 else (1,))

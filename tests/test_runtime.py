@@ -1,0 +1,195 @@
+"""The speed machinery changes no number: fused BLAS SGD updates (workbook/fastsgd.py) equal
+the plain spec update W <- W - eta (g + 2 lam W) up to float rounding, fall back to numpy for
+arrays BLAS cannot update in place, and train() gives bit-identical results whatever its BLAS
+thread count (so the ThreadTuner in workbook/runtime.py may switch counts freely)."""
+import numpy as np
+import pytest
+
+import helpers as H
+from workbook import fastsgd, runtime
+
+TOL = {np.float32: 1e-6, np.float64: 1e-12}
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _unfused(W, A, B, decay):
+    return decay * W - (A.T @ B).reshape(W.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,N", [((7, 11), 5), ((4, 4, 3, 6), 300), ((1, 9), 3), ((10, 1), 4)])
+def test_gemm_update_equals_unfused(dtype, shape, N):
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal(shape).astype(dtype)
+    rows = int(np.prod(shape[:-1])) if len(shape) > 2 else shape[0]
+    A = rng.standard_normal((N, rows)).astype(dtype)
+    B = rng.standard_normal((N, shape[-1])).astype(dtype)
+    want = _unfused(W, A, B, 0.97)
+    assert fastsgd.fused_ok(W, A, B)
+    ptr = W.ctypes.data
+    out = fastsgd.gemm_update(W, A, B, 0.97)
+    assert out is W and W.ctypes.data == ptr, "the update must happen in place"
+    assert W.dtype == dtype
+    assert _rel(W, want) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scipy_blas_fallback_equals_unfused(monkeypatch, dtype):
+    """Without numpy's own cblas (another BLAS build), scipy.linalg.blas does the fused GEMM."""
+    monkeypatch.setattr(fastsgd, "_CBLAS", {})
+    monkeypatch.setattr(fastsgd, "_GEMM", fastsgd._scipy_blas())
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((5, 3, 2)).astype(dtype)
+    A, B = rng.standard_normal((9, 15)).astype(dtype), rng.standard_normal((9, 2)).astype(dtype)
+    want, ptr = _unfused(W, A, B, 0.8), W.ctypes.data
+    fastsgd.gemm_update(W, A, B, 0.8)
+    assert W.ctypes.data == ptr and _rel(W, want) < TOL[dtype]
+
+
+def test_gemm_update_with_aliased_inputs_falls_back():
+    W = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    A = np.random.default_rng(7).standard_normal((3, 3)).astype(np.float32)
+    assert fastsgd.fused_ok(W, A, W.copy())
+    B = W                                       # W is also the right factor: BLAS must not see it
+    assert not fastsgd.fused_ok(W, A, B)
+    want = _unfused(W.astype(np.float64), A.astype(np.float64), W.astype(np.float64), 0.5)
+    fastsgd.gemm_update(W, A, B, 0.5)
+    assert _rel(W, want) < 1e-6
+
+
+@pytest.mark.parametrize("case", ["noncontig_W", "mixed_dtype", "noncontig_A", "int_W"])
+def test_gemm_update_falls_back_to_numpy(case):
+    rng = np.random.default_rng(1)
+    big = rng.standard_normal((6, 10)).astype(np.float32)
+    W = big[:, ::2] if case == "noncontig_W" else big[:, :5].copy()
+    A = rng.standard_normal((8, 6)).astype(np.float64 if case == "mixed_dtype" else np.float32)
+    B = rng.standard_normal((8, 5)).astype(np.float32)
+    if case == "noncontig_A":
+        A = np.asfortranarray(A)
+    if case == "int_W":
+        W = np.zeros((6, 5), np.float16)
+    assert not fastsgd.fused_ok(W, A, B)
+    want = _unfused(W.astype(np.float64), A.astype(np.float64), B.astype(np.float64), 0.9)
+    fastsgd.gemm_update(W, A, B, 0.9)
+    assert _rel(W.astype(np.float64), want) < (1e-2 if case == "int_W" else 1e-6)
+    if case == "noncontig_W":
+        assert np.shares_memory(W, big), "the non-contiguous view itself must be updated"
+
+
+def test_gemm_update_refuses_read_only_and_bad_shapes():
+    W = np.ones((3, 4), np.float32)
+    W.setflags(write=False)
+    A, B = np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match="read-only"):
+        fastsgd.gemm_update(W, A, B, 0.5)
+    assert np.all(W == 1)
+    with pytest.raises(ValueError, match="shape"):
+        fastsgd.gemm_update(np.ones((3, 5), np.float32), A, B)
+
+
+@pytest.mark.parametrize("n,groups", [(10, 1), (10, 64), (7, 3)])
+def test_colsum_equals_sum(n, groups):
+    G = np.random.default_rng(2).standard_normal((n * groups, 5)).astype(np.float32)
+    assert _rel(fastsgd.colsum(G, n), G.sum(axis=0, dtype=np.float64)) < 1e-5
+    assert _rel(fastsgd.colsum(G), G.sum(axis=0, dtype=np.float64)) < 1e-5
+
+
+def _reference_step(params, mxs, y, eta, lam, eps, mask):
+    """The spec update, unfused: gradients (numpy), then W <- W - eta (g + 2 lam W)."""
+    fw = H._forward_core(params, mxs, mask)
+    T = H._targets(y, params["W2"].shape[0], eps, fw["P"].dtype)
+    g = H._backward_core(params, mxs, fw, T, lam, mask)
+    return {k: v - eta * g[k] for k, v in params.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("f,nf", [(4, 5), ((4, 8), (3, 2))])
+@pytest.mark.parametrize("eps,dropout", [(0.0, False), (0.1, True)])
+def test_fused_train_step_equals_unfused_update(dtype, f, nf, eps, dropout, monkeypatch):
+    rng = np.random.default_rng(3)
+    nh, n, eta, lam = 80, 12, 0.07, 0.02          # W1 has > fastsgd.FUSE_MIN weights: fused
+    params = H.init_params(f, nf, nh, seed=4, dtype=dtype)
+    for k in params:
+        if k.startswith("b"):
+            params[k] = (0.1 * rng.standard_normal(params[k].shape)).astype(dtype)
+    X = rng.standard_normal((3072, n))
+    y = rng.integers(0, 10, n)
+    mask = ((rng.random((n, nh)) < 0.6) / 0.6).astype(dtype) if dropout else None
+    mxs = H.mx_for(params, X)
+    want = _reference_step(params, mxs, y, eta, lam, eps, mask)
+    got = {k: v.copy() for k, v in params.items()}
+    fused = []
+    blas = fastsgd._blas_update
+    monkeypatch.setattr(fastsgd, "_blas_update", lambda W2, *a: (fused.append(W2.shape), blas(W2, *a)))
+    H.train_step(got, mxs, y, eta, lam, eps, mask)
+    assert fused == [(nh, params["W1"].shape[1])], f"expected one fused update, of W1; got {fused}"
+    for k in params:
+        step = np.max(np.abs(want[k] - params[k]))
+        assert got[k].dtype == dtype and step > 0
+        err = np.max(np.abs(got[k] - want[k]))
+        assert err <= TOL[dtype] * max(np.max(np.abs(want[k])), step), (
+            f"{k} ({np.dtype(dtype)}): fused update differs from the unfused one by {err:.3g}")
+
+
+def test_train_is_bit_identical_for_1_and_2_blas_threads():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3072, 300)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    p = H.init_params(4, 32, 64, seed=0)
+    runs = []
+    for th in (1, 2, None):
+        cfg = H.TrainConfig(n_cycles=1, step=4, eval_every=4, eval_train_n=100, dropout=0.2,
+                            eps=0.1, progress=False, threads=th)
+        runs.append(H.train(p, X, y, cfg))
+    for q, hist in runs[1:]:
+        assert hist.train_loss == runs[0][1].train_loss
+        for k in p:
+            assert np.array_equal(q[k], runs[0][0][k]), f"{k} depends on the BLAS thread count"
+
+
+def test_thread_tuner_keeps_the_faster_count(monkeypatch):
+    from threadpoolctl import threadpool_info
+    clock = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(runtime.ThreadTuner, "busy", staticmethod(lambda: False))
+    tu = runtime.ThreadTuner((1, 2), every=10, probe=2, max_every=40)
+    cost = {1: 1.0, 2: 5.0}                    # 2 threads 5x slower: a busy machine
+    seen = []
+    for t in range(100):
+        tu.before(t)
+        seen.append(tu.current)
+        clock[0] += cost[tu.current]
+        tu.after(t)
+    # probe: 2 updates at the current choice (1, the safe start), then 2 threads: 1.5x slower,
+    # so cut short after one update; the next probes start at t = 3 + 20, 26 + 40 (the interval,
+    # 10, doubles each time the choice stands, up to max_every)
+    assert seen[:3] == [1, 1, 2] and tu.choice == 1
+    assert [t for t in range(100) if seen[t] == 2] == [2, 23 + 2, 66 + 2]
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert blas and set(blas) == {1}
+    cost = {1: 3.0, 2: 1.0}                    # the machine became idle: back to 2
+    for t in range(100, 200):
+        tu.before(t)
+        clock[0] += cost[tu.current]
+        tu.after(t)
+    assert tu.choice == 2 and tu.current == 2
+    fixed = runtime.thread_tuner(H.init_params(4, 100, 800), 100, 1)
+    assert fixed.counts == (1,)
+    assert runtime.thread_tuner(H.init_params(2, 3, 50), 100, None).counts == (1,)
+
+
+def test_thread_tuner_does_not_probe_on_a_busy_machine(monkeypatch):
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    tu = runtime.ThreadTuner((1, 2), every=10)
+    seen = []
+    for t in range(50):
+        tu.before(t)
+        seen.append(tu.current)
+        tu.after(t)
+    assert set(seen) == {1}, "with no idle core the tuner must not try more BLAS threads"
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.9, 0.9, 0.9))
+    assert not runtime.ThreadTuner.busy()
