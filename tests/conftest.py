@@ -18,3 +18,36 @@ def _one_blas_thread():
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """300 training and 100 test images of the synthetic stand-in, normalised like load_dataset."""
+    from workbook import data, synthetic
+    Xtr, ytr = synthetic.make_synthetic(300, seed=0)
+    Xte, yte = synthetic.make_synthetic(100, seed=0, stream=1)
+    Xtr_n, Xte_n, _, _ = data.normalise(Xtr, Xte)
+    return {"X_train": Xtr_n, "y_train": ytr, "X_test": Xte_n, "y_test": yte,
+            "name": "SYNTHETIC tiny test subset"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """load_dataset-like dict: 300 train, 100 val, 100 test synthetic images, normalised."""
+    from workbook import data, synthetic
+    X, y = synthetic.make_synthetic(400, seed=3)
+    Xt, yt = synthetic.make_synthetic(100, seed=3, stream=1)
+    Xtr, Xva, Xte, _, _ = data.normalise(X[:, :300], X[:, 300:], Xt)
+    return {"X_train": Xtr, "y_train": y[:300], "X_val": Xva, "y_val": y[300:],
+            "X_test": Xte, "y_test": yt, "name": "tiny synthetic (test)"}
+
+
+@pytest.fixture
+def isolated_data(monkeypatch, tmp_path):
+    """No CIFAR10_DIR / WORKBOOK_DATA / fast mode from the caller's shell; DATA_DIR is a temp folder."""
+    from workbook import config
+    for k in ("CIFAR10_DIR", "WORKBOOK_DATA", "WORKBOOK_FAST"):
+        monkeypatch.delenv(k, raising=False)
+    data_dir = tmp_path / "data_dir"
+    monkeypatch.setattr(config, "DATA_DIR", data_dir)
+    return data_dir

@@ -2,13 +2,8 @@
 import numpy as np
 import pytest
 import helpers as H
-from _common import rel_err
+from _common import rel_err, scores
 from workbook import calibration, data, synthetic
-
-
-def scores(K=10, n=8, seed=0, scale=3.0):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((K, n)) * scale, rng.integers(0, K, n)
 
 
 def log_softmax_cols(S):

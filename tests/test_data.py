@@ -23,6 +23,8 @@ import pytest
 import helpers as H
 from workbook import config, data, images, synthetic
 
+pytestmark = pytest.mark.usefixtures("isolated_data")
+
 
 FOLDER = "cifar-10-batches-py"
 
@@ -125,16 +127,6 @@ def server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    """No CIFAR10_DIR / fast mode from the caller's shell, and DATA_DIR is a temp folder."""
-    monkeypatch.delenv("CIFAR10_DIR", raising=False)
-    monkeypatch.delenv("WORKBOOK_FAST", raising=False)
-    data_dir = tmp_path / "data_dir"
-    monkeypatch.setattr(config, "DATA_DIR", data_dir)
-    return data_dir
 
 
 def _closed_port_url():
@@ -417,7 +409,7 @@ def test_load_dataset_auto_without_cifar_is_synthetic_and_never_downloads(monkey
         data.load_dataset(source="imagenet")
 
 
-def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, _isolated):
+def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, isolated_data):
     monkeypatch.setenv("WORKBOOK_FAST", "1")
     monkeypatch.setenv("CIFAR10_DIR", str(fake_cifar.folder))   # present, but fast mode wins
     d = data.load_dataset()
@@ -443,7 +435,7 @@ def test_load_dataset_fast_mode_is_synthetic(monkeypatch, fake_cifar, capsys, _i
     np.testing.assert_allclose(d["X_test"], (Xte - mu) / sd, atol=1e-4)
     assert np.array_equal(d["y_val"], yva) and np.array_equal(d["y_test"], yte)
     assert abs(d["X_val"].mean(1)).max() > 1e-3        # not standardised with its own stats
-    assert not _isolated.exists()                      # small requests never touch the cache
+    assert not isolated_data.exists()                      # small requests never touch the cache
     # explicit sizes win over FAST_SIZES
     _check_split(data.load_dataset(n_train=100, n_val=20, n_test=30, verbose=False), 100, 20, 30)
 

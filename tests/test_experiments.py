@@ -3,67 +3,16 @@ import json
 import numpy as np
 import pytest
 import helpers as H
-from workbook import config, data, experiments, synthetic
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """300 training and 100 test images of the synthetic stand-in, normalised like load_dataset."""
-    Xtr, ytr = synthetic.make_synthetic(300, seed=0)
-    Xte, yte = synthetic.make_synthetic(100, seed=0, stream=1)
-    Xtr_n, Xte_n, _, _ = data.normalise(Xtr, Xte)
-    return {"X_train": Xtr_n, "y_train": ytr, "X_test": Xte_n, "y_test": yte,
-            "name": "SYNTHETIC tiny test subset"}
+from workbook import config, experiments
+from _common import METRICS, TINY_ARCHS
 
 
 TINY_CFG = H.TrainConfig(n_cycles=1, step=10, batch_size=50, eval_train_n=100, progress=False)
 
 
-TINY_ARCHS = {"a": {"f": 4, "nf": 2, "nh": 8}, "b": {"f": 8, "nf": 3, "nh": 6}}
-
-
 @pytest.fixture(scope="module")
 def tiny_runs(tiny):
     return experiments.run_architectures(TINY_ARCHS, TINY_CFG, tiny, seed=3, verbose=False)
-
-
-METRICS = ("train_loss", "train_cost", "train_acc", "test_loss", "test_cost", "test_acc")
-
-
-class FakeOutput:
-    """Stands in for ipywidgets.Output: counts how often the plot area is entered."""
-
-    def __init__(self):
-        self.entered = 0
-
-    def __enter__(self):
-        self.entered += 1
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def scores(K=10, n=8, seed=0, scale=3.0):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((K, n)) * scale, rng.integers(0, K, n)
-
-
-def log_softmax_cols(S):
-    """Written out here, independently of helpers: log p for every column of S (K, n)."""
-    out = np.empty_like(S, dtype=np.float64)
-    for i in range(S.shape[1]):
-        s = S[:, i] - S[:, i].max()
-        out[:, i] = s - np.log(np.sum(np.exp(s)))
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    X, y = synthetic.make_synthetic(120, seed=4)
-    Xt, yt = synthetic.make_synthetic(60, seed=4, stream=1)
-    Xn, Xtn, _, _ = data.normalise(X, Xt)
-    return {"X_train": Xn, "y_train": y, "X_test": Xtn, "y_test": yt, "name": "tiny synthetic"}
 
 
 def test_ex3_architectures_keep_the_conv_output_width():

@@ -2,17 +2,9 @@
 import numpy as np
 import pytest
 
-from workbook import config, data, synthetic
+from workbook import data, synthetic
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    """No CIFAR10_DIR / fast mode from the caller's shell, and DATA_DIR is a temp folder."""
-    monkeypatch.delenv("CIFAR10_DIR", raising=False)
-    monkeypatch.delenv("WORKBOOK_FAST", raising=False)
-    data_dir = tmp_path / "data_dir"
-    monkeypatch.setattr(config, "DATA_DIR", data_dir)
-    return data_dir
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 def _spec_ims(X):
@@ -66,12 +58,12 @@ def test_synthetic_labels_carry_signal():
     assert (pred == yte).mean() > 0.2
 
 
-def test_synthetic_pool_cache(monkeypatch, _isolated):
+def test_synthetic_pool_cache(monkeypatch, isolated_data):
     for mod in (data, synthetic):
         monkeypatch.setattr(mod, "_N_POOL", {"train": 1000, "test": 300})
     monkeypatch.setattr(synthetic, "_CACHE_MIN", 100)
     d1 = data.load_dataset(source="synthetic", n_val=100, verbose=False)
-    files = sorted(p.name for p in _isolated.iterdir())
+    files = sorted(p.name for p in isolated_data.iterdir())
     assert len(files) == 2 and all(f.endswith(".npz") for f in files)   # train and test pools
     X, y = synthetic.make_synthetic(900, seed=0)
     np.testing.assert_array_equal(d1["y_train"], y)
@@ -79,11 +71,11 @@ def test_synthetic_pool_cache(monkeypatch, _isolated):
     assert np.array_equal(d1["X_train"], d2["X_train"]) and np.array_equal(d1["X_test"],
                                                                            d2["X_test"])
     # a stale cache (another generator) and a corrupt one are both regenerated
-    train_file = next(p for p in _isolated.iterdir() if "train" in p.name)
+    train_file = next(p for p in isolated_data.iterdir() if "train" in p.name)
     np.savez(train_file, X=np.zeros((3072, 1000), np.uint8), y=np.zeros(1000, np.int64))
     d3 = data.load_dataset(source="synthetic", n_val=100, verbose=False)
     assert np.array_equal(d1["X_val"], d3["X_val"])
     train_file.write_bytes(b"garbage")
     d4 = data.load_dataset(source="synthetic", n_val=100, verbose=False)
     assert np.array_equal(d1["X_train"], d4["X_train"])
-    assert sorted(p.name for p in _isolated.iterdir()) == files          # no temp files
+    assert sorted(p.name for p in isolated_data.iterdir()) == files          # no temp files

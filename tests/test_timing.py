@@ -1,28 +1,11 @@
 """Tests for workbook.timing: every timing routine returns sane rows and equal results."""
 import numpy as np
 import pytest
-import helpers as H
-from workbook import data, synthetic, timing
+
+from workbook import timing
+from _common import TINY, tiny_cfg
 
 
-@pytest.fixture(scope="module")
-def tiny_data():
-    """load_dataset-like dict: 300 train, 100 val, 100 test synthetic images, normalised."""
-    X, y = synthetic.make_synthetic(400, seed=3)
-    Xt, yt = synthetic.make_synthetic(100, seed=3, stream=1)
-    Xtr, Xva, Xte, _, _ = data.normalise(X[:, :300], X[:, 300:], Xt)
-    return {"X_train": Xtr, "y_train": y[:300], "X_val": Xva, "y_val": y[300:],
-            "X_test": Xte, "y_test": yt, "name": "tiny synthetic (test)"}
-
-
-def tiny_cfg(**kw):
-    base = dict(n_cycles=1, step=10, eta_min=1e-4, eta_max=0.05, batch_size=50, lam=0.001,
-                eval_train_n=100, progress=False)
-    base.update(kw)
-    return H.TrainConfig(**base)
-
-
-TINY = dict(f=4, nf=4, nh=16)
 
 
 def test_time_conv_methods_rows():

@@ -2,45 +2,16 @@
 import numpy as np
 import pytest
 import helpers as H
-from workbook import data, experiments, plots, synthetic, widgets
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """300 training and 100 test images of the synthetic stand-in, normalised like load_dataset."""
-    Xtr, ytr = synthetic.make_synthetic(300, seed=0)
-    Xte, yte = synthetic.make_synthetic(100, seed=0, stream=1)
-    Xtr_n, Xte_n, _, _ = data.normalise(Xtr, Xte)
-    return {"X_train": Xtr_n, "y_train": ytr, "X_test": Xte_n, "y_test": yte,
-            "name": "SYNTHETIC tiny test subset"}
+from workbook import experiments, plots, widgets
+from _common import FakeOutput, TINY_ARCHS
 
 
 TINY_CFG = H.TrainConfig(n_cycles=1, step=10, batch_size=50, eval_train_n=100, progress=False)
 
 
-TINY_ARCHS = {"a": {"f": 4, "nf": 2, "nh": 8}, "b": {"f": 8, "nf": 3, "nh": 6}}
-
-
 @pytest.fixture(scope="module")
 def tiny_runs(tiny):
     return experiments.run_architectures(TINY_ARCHS, TINY_CFG, tiny, seed=3, verbose=False)
-
-
-METRICS = ("train_loss", "train_cost", "train_acc", "test_loss", "test_cost", "test_acc")
-
-
-class FakeOutput:
-    """Stands in for ipywidgets.Output: counts how often the plot area is entered."""
-
-    def __init__(self):
-        self.entered = 0
-
-    def __enter__(self):
-        self.entered += 1
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @pytest.mark.parametrize("f, nf, n", [(2, 3, 1), (4, 10, 100), (8, 40, 7), (16, 160, 2)])
