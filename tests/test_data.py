@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import helpers as H
-from workbook import config, data, images, synthetic
+from workbook import data, images, synthetic
 
 pytestmark = pytest.mark.usefixtures("isolated_data")
 
