@@ -178,7 +178,7 @@ def test_ex4_checks():
                 "LS": {"test_acc": acc_b, "rise": rise_b, "train_loss": tl_b}}
     ok = [c["ok"] for c in experiments.ex4_checks(summ(0.66, 0.657, 0.3, 0.05), "cifar10")]
     assert ok == [True, True, True, True], ok
-    ok = [c["ok"] for c in experiments.ex4_checks(summ(0.62, 0.61, 0.01, 0.02), "cifar10")]
+    ok = [c["ok"] for c in experiments.ex4_checks(summ(0.62, 0.61, 0.005, 0.02), "cifar10")]
     assert ok == [False, False, False, False], ok
     ok = [c["ok"] for c in experiments.ex4_checks(summ(0.35, 0.31, 0, 0, 0.6, 0.5), "synthetic")]
     assert ok == [True, False], ok

@@ -383,8 +383,8 @@ def plot_accuracy_bars(labels, values, refs: dict | None = None, name: str | Non
     vals = [100 * v for v in values]
     bars = ax.bar(x, vals, color="tab:blue", label="ours")
     for b, v in zip(bars, vals):
-        ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, -4),
+                    textcoords="offset points", ha="center", va="top", fontsize=9, color="white")
     markers = iter(("D", "*", "s", "^"))
     top = max(vals)
     for ref_label, ref in (refs or {}).items():

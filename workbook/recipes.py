@@ -208,10 +208,12 @@ def train_best_recipe(seed: int = 0, source="auto", recipe: dict | None = None,
           f"= about {cfg.n_updates * tpu / 60:.1f} min of training (plus evaluation)")
     params, hist, row = train_recipe(arch, cfg, data, seed=seed, label=f"best recipe seed {seed}")
     print(f"{data['name']}: val acc {100 * row['val_acc']:.2f}%, TEST acc {100 * row['test_acc']:.2f}% "
-          f"(train {row['time_train_s'] / 60:.1f} min, eval {row['time_eval_s']:.0f} s)")
+          f"(training {row['time_train_s'] / 60:.2f} min; evaluation: {row['time_eval_s']:.0f} s during "
+          f"training, {row.get('time_test_s', 0):.0f} s for the test set)", flush=True)
     if checkpoint:
         save_checkpoint(config.DATA_DIR / f"best_recipe_seed{seed}.npz", params, dataclasses.replace(cfg, seed=seed), hist)
-    row.update(history=hist.to_dict(), recipe={**arch, "cfg": cfg.to_dict()}, load=os.getloadavg()[0])
+    curves = {k: v for k, v in hist.to_dict().items() if k != "eta"}     # (eta: 30k numbers)
+    row.update(history=curves, recipe={**arch, "cfg": cfg.to_dict()}, load=os.getloadavg()[0])
     if record:
         record_row("recipe", row, data["name"], key="seed")
     return row
