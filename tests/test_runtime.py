@@ -192,4 +192,11 @@ def test_thread_tuner_does_not_probe_on_a_busy_machine(monkeypatch):
         tu.after(t)
     assert set(seen) == {1}, "with no idle core the tuner must not try more BLAS threads"
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.9, 0.9, 0.9))
-    assert not runtime.ThreadTuner.busy()
+    assert not tu.busy()
+    # this process's own threads count in the load average: alone on 2 cores with 2 BLAS
+    # threads the load is about 2.3, and that is not a busy machine
+    tu.current = 2
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (2.3, 2.3, 2.3))
+    assert not tu.busy(), "the tuner counted its own threads as another program's"
+    tu.current = 1
+    assert tu.busy(), "load 2.3 with 1 own thread: another program holds a core"

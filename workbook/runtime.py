@@ -82,12 +82,13 @@ class ThreadTuner:
         from threadpoolctl import ThreadpoolController
         self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
 
-    @staticmethod
-    def busy() -> bool:
-        """No idle core beside this process (1-minute load average): more BLAS threads would
-        only fight other programs for cores, so the tuner does not even probe them."""
+    def busy(self) -> bool:
+        """No idle core beside this process: the 1-minute load average less this process's own
+        BLAS threads leaves under half a core free. More BLAS threads would only fight other
+        programs for cores, so the tuner does not even probe them. (The load average counts
+        this process too: without subtracting it, a run alone on 2 cores looked busy.)"""
         try:
-            return os.getloadavg()[0] > (os.cpu_count() or 1) - 0.5
+            return os.getloadavg()[0] - (self.current or 1) > (os.cpu_count() or 1) - 1.5
         except (AttributeError, OSError):
             return False
 
