@@ -126,3 +126,19 @@ def test_run_seeds_mean_std_and_reuse(tiny_data):
     assert out["rows"][1]["test_acc"] == row1["test_acc"], "run_seeds' seed-1 run differs from train_recipe's"
     with pytest.raises(ValueError):
         recipes.run_seeds(TINY, cfg, tiny_data, seeds=())
+
+
+def test_record_row_replaces_by_seed_and_refuses_other_data(tmp_path, monkeypatch):
+    import json
+    from workbook import config
+    monkeypatch.setattr(config, "DOCS_DIR", tmp_path)
+    p = recipes.record_row("recipe", {"seed": 1, "test_acc": 0.70}, "CIFAR-10 (JPEG q75 copy)")
+    recipes.record_row("recipe", {"seed": 0, "test_acc": 0.71}, "CIFAR-10 (JPEG q75 copy)")
+    recipes.record_row("recipe", {"seed": 1, "test_acc": 0.72}, "CIFAR-10 (JPEG q75 copy)")
+    d = json.loads(p.read_text())
+    assert [(r["seed"], r["test_acc"]) for r in d["rows"]] == [(0, 0.71), (1, 0.72)], d["rows"]
+    assert list(tmp_path.glob("results/*.tmp")) == [], "a temporary file was left behind"
+    with pytest.raises(ValueError, match="not 'SYNTHETIC"):
+        recipes.record_row("recipe", {"seed": 2, "test_acc": 0.9}, "SYNTHETIC (not CIFAR-10)")
+    assert len(json.loads(p.read_text())["rows"]) == 2, "rows of another data set were mixed in"
+
