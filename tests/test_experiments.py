@@ -106,6 +106,9 @@ def test_fast_mode_never_overwrites_full_mode_figures(tmp_path, monkeypatch):
     assert full == tmp_path / "03_mode.json" and fast == tmp_path / "fast-mode" / "03_mode.json"
     assert json.loads(full.read_text())["rows"] == [{"run": "full"}], "fast mode overwrote it"
     assert json.loads(fast.read_text())["fast_mode"] is True
+    assert experiments.read_results("03_mode") == {"fast": {"run": "fast"}}, "read_results read another mode"
+    assert experiments.read_results("03_missing") == {}
+    assert list(tmp_path.rglob("*.tmp")) == [], "a temporary file was left behind"
 
 
 def test_train_preview_passes_every_option_to_the_config(tiny, monkeypatch):

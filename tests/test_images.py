@@ -1,7 +1,7 @@
 """Tests for workbook/images.py, the image-folder data source (train/<class>/*, test/<class>/*).
 
 Every folder is built in tmp_path from a seeded RNG (a few 32x32 PNG/JPEG images per class,
-written with Pillow); nothing needs ../shared, and every cache goes to tmp_path.
+written with Pillow); no test reads real images from outside the repository, and every cache goes to tmp_path.
 """
 import os
 

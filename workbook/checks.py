@@ -25,14 +25,22 @@ def _check_X(X: np.ndarray, name: str = "X") -> np.ndarray:
     return X
 
 
+def nonfinite_columns(X: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Indices of the columns (images) of a 2-D X that hold NaN or inf; scanned in chunks of
+    images so no full-size boolean temporary is made. Integer arrays have none."""
+    if not np.issubdtype(X.dtype, np.floating):
+        return np.zeros(0, np.int64)
+    R = X.T
+    bad = [j + np.flatnonzero(~np.isfinite(R[j:j + chunk]).all(axis=1)) for j in range(0, R.shape[0], chunk)]
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
+
+
 def _check_finite(X: np.ndarray, name: str) -> np.ndarray:
     """Raise before any work when X holds NaN or inf (it would silently poison the run)."""
-    if np.issubdtype(X.dtype, np.floating):
-        bad = ~np.isfinite(X).all(axis=0)
-        if bad.any():
-            cols = np.flatnonzero(bad)
-            raise ValueError(f"{name} has NaN or inf values in {cols.size} image(s) (first: column "
-                             f"{cols[0]}); remove or repair those images before training")
+    cols = nonfinite_columns(X)
+    if cols.size:
+        raise ValueError(f"{name} has NaN or inf values in {cols.size} image(s) (first: column "
+                         f"{cols[0]}); remove or repair those images before training")
     return X
 
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from helpers import one_hot
 from workbook import config, images
+from workbook.checks import nonfinite_columns
 from workbook.config import is_fast
 from workbook.synthetic import (SYNTHETIC_LABELS, _N_POOL, _synthetic_part)
 
@@ -466,11 +467,9 @@ def _check_data(X, name: str, rows: int | None = None, chunk: int = 1024) -> np.
     if X.ndim != 2 or X.dtype.kind not in "uif" or X.shape[0] != (rows or X.shape[0]):
         raise ValueError(f"{name} must be a 2-D array ({rows or 3072}, n) of real numbers (e.g. "
                          f"uint8 pixels), one image per column; got {X.dtype} {X.shape}")
-    R, bad = X.T, []
-    for j in range(0, X.shape[1] if X.dtype.kind == "f" else 0, chunk):
-        bad += (j + np.flatnonzero(~np.isfinite(R[j:j + chunk]).all(axis=1))).tolist()
-    if bad:
-        raise ValueError(f"{name} holds NaN or inf in {len(bad)} image(s) (first: column "
+    bad = nonfinite_columns(X, chunk)
+    if bad.size:
+        raise ValueError(f"{name} holds NaN or inf in {bad.size} image(s) (first: column "
                          f"{bad[0]}); the mean/std would be NaN, and so every result. "
                          f"Repair or drop those images before normalising.")
     return X

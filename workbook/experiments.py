@@ -40,16 +40,26 @@ def result_row(label: str, params: dict, cfg: TrainConfig, hist: History) -> dic
             "data": data_label(hist.data), "fast_mode": is_fast()}
 
 
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file beside it, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+    return path
+
+
 def write_results(name: str, rows: list) -> Path:
     """Write rows (dicts, e.g. from result_row) to <fig_dir()>/<name>.json (atomically); return
     the path. The README's results tables are made from these files."""
-    d = fig_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"fast_mode": is_fast(), "rows": rows}, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json(fig_dir() / f"{name}.json", {"fast_mode": is_fast(), "rows": rows})
+
+
+def read_results(name: str) -> dict:
+    """The rows that write_results(name, ...) wrote in this mode, as {run: row}; {} if none."""
+    path = fig_dir() / f"{name}.json"
+    return {r["run"]: r for r in json.loads(path.read_text())["rows"]} if path.is_file() else {}
 
 
 def results_markdown(rows: list, cols=("run", "f", "nf", "nh", "updates", "lam", "eps",

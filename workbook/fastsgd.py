@@ -122,7 +122,7 @@ def gemm_update(W: np.ndarray, A: np.ndarray, B: np.ndarray, decay: float = 1.0,
         return W
     if not W.flags.writeable:
         raise ValueError("gemm_update: W is read-only")
-    g = (A.T @ B).reshape(W.shape)
+    g = gradient(A, B, W.shape)
     if decay != 1.0:
         W *= decay
     W -= g

@@ -13,9 +13,8 @@ from helpers import TrainConfig, evaluate, init_params, mx_for, save_checkpoint,
 from workbook.runtime import blas_threads
 from workbook import config
 from workbook.config import is_fast
-from workbook.data import (load_dataset)
-from workbook.experiments import (result_row)
-from workbook.timing import time_per_update
+from workbook.data import load_dataset
+from workbook.experiments import result_row, write_json
 
 
 def recipe_arch(recipe: dict) -> dict:
@@ -193,7 +192,7 @@ def train_best_recipe(seed: int = 0, source="auto", recipe: dict | None = None,
     """The one-command reproduction of the bonus recipe (Exercise 5.1) on the FULL data:
     49,000 training / 1,000 validation / 10,000 test images of ``source`` (see load_dataset:
     "auto" = $WORKBOOK_DATA, else $CIFAR10_DIR / data/cifar-10-batches-py; "cifar10" downloads
-    if needed; or a path to an image folder). Prints the estimated and the measured training
+    if needed; or a path to an image folder). Prints the measured training
     time (evaluation counted separately), validation and test accuracy, saves
     data/best_recipe_seed{seed}.npz when ``checkpoint``, adds the row (with its curves) to
     docs/results/recipe.json when ``record``, and returns the result row (see train_recipe).
@@ -203,9 +202,7 @@ def train_best_recipe(seed: int = 0, source="auto", recipe: dict | None = None,
     recipe = BEST_RECIPE if recipe is None else recipe
     data = load_dataset(source=source, n_train=49000, n_val=1000, n_test=10000)
     arch, cfg = recipe_arch(recipe), recipe["cfg"]
-    tpu = time_per_update(arch, cfg, data)
-    print(f"{data['name']}: {arch}, {cfg.n_updates} updates x {1000 * tpu:.0f} ms "
-          f"= about {cfg.n_updates * tpu / 60:.1f} min of training (plus evaluation)")
+    print(f"{data['name']}: {arch}, {cfg.n_updates} updates, seed {seed}", flush=True)
     params, hist, row = train_recipe(arch, cfg, data, seed=seed, label=f"best recipe seed {seed}")
     print(f"{data['name']}: val acc {100 * row['val_acc']:.2f}%, TEST acc {100 * row['test_acc']:.2f}% "
           f"(training {row['time_train_s'] / 60:.2f} min; evaluation: {row['time_eval_s']:.0f} s during "
@@ -227,12 +224,7 @@ def record_row(name: str, row: dict, data_name: str, key: str = "seed") -> Path:
     if old.get("data") != data_name:
         raise ValueError(f"{path} holds results on {old.get('data')!r}, not {data_name!r}; move it away")
     rows = [r for r in old["rows"] if r.get(key) != row.get(key)] + [row]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"data": data_name, "rows": sorted(rows, key=lambda r: str(r.get(key)))},
-                              indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_json(path, {"data": data_name, "rows": sorted(rows, key=lambda r: str(r.get(key)))})
 
 
 if __name__ == "__main__":
