@@ -386,7 +386,7 @@ def _forward_core(params: dict, mxs: list, drop_mask=None) -> dict:
         np.maximum(c, 0, out=c)
         hs.append(c)
     H = hs[0] if len(hs) == 1 else np.concatenate(hs, axis=1)
-    X1 = H @ params["W1"].T
+    X1 = (params["W1"] @ H.T).T     # = H @ W1.T; this GEMM form is ~25% faster in OpenBLAS
     X1 += params["b1"].T
     np.maximum(X1, 0, out=X1)
     if drop_mask is not None:
@@ -748,9 +748,11 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
     Ws = whitening.patch_whitening(X_train, filter_sizes(params), cfg.whiten) if cfg.whiten else {}
     whitening.start(params, Ws)                    # filters learn in whitened coordinates
 
+    threads = thread_tuner(params, B, cfg.threads)   # BLAS threads: 1 or all cores, whichever is faster
+
     def do_eval(t):
         t0 = time.perf_counter()
-        with blas_threads(cfg.threads or os.cpu_count() or 1):   # big GEMMs: every core pays
+        with blas_threads(threads.eval_threads()):     # big GEMMs: all cores unless others need one
             tr = evaluate(params, mx_ev, y_ev, cfg.lam, cfg.eps, tta=cfg.tta)
             te = evaluate(params, mx_te, y_test, cfg.lam, cfg.eps, tta=cfg.tta) if mx_te else None
         hist.t.append(int(t))
@@ -784,7 +786,6 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
         return mb if choice is None else [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
 
     batches = prefetch_batches(draw, fetch, T)
-    threads = thread_tuner(params, B, cfg.threads)
     bar = progress_bar(T, cfg.progress, data_name or "train")
     t = 0
     try:
@@ -795,7 +796,7 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
                 do_eval(t)
                 t_start += hist.time_eval - t_ev
             idx, mask, mb = next(batches)
-            threads.before(t)                  # BLAS threads: 1 or all cores, whichever is faster now
+            threads.before(t)
             old = {k: params[k].copy() for k in params if k.startswith("Fs")} if Ws else None
             loss = train_step(params, mb, y_train[idx], float(etas[t]), cfg.lam, cfg.eps, mask)
             if Ws:

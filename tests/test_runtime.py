@@ -154,8 +154,9 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     from threadpoolctl import threadpool_info
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(runtime.ThreadTuner, "busy", staticmethod(lambda: False))
+    monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
     tu = runtime.ThreadTuner((1, 2), every=10, probe=2, max_every=40)
+    assert tu.choice == 2, "a wide net on an idle machine starts at all cores"
     cost = {1: 1.0, 2: 5.0}                    # 2 threads 5x slower: a busy machine
     seen = []
     for t in range(100):
@@ -163,11 +164,12 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
         seen.append(tu.current)
         clock[0] += cost[tu.current]
         tu.after(t)
-    # probe: 2 updates at the current choice (1, the safe start), then 2 threads: 1.5x slower,
-    # so cut short after one update; the next probes start at t = 3 + 20, 26 + 40 (the interval,
-    # 10, doubles each time the choice stands, up to max_every)
-    assert seen[:3] == [1, 1, 2] and tu.choice == 1
-    assert [t for t in range(100) if seen[t] == 2] == [2, 23 + 2, 66 + 2]
+    # probe: 2 updates at the current choice (2), then 1 thread: faster, so the choice becomes 1;
+    # the next probes start 10 updates later (t=14), then 20, then 40 (the interval doubles
+    # while the choice stands, up to max_every): 2 updates at 1 thread, then 2 threads once
+    # (1.5x slower: cut short)
+    assert seen[:4] == [2, 2, 1, 1] and tu.choice == 1
+    assert [t for t in range(4, 100) if seen[t] == 2] == [14 + 2, 37 + 2, 80 + 2]
     blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     assert blas and set(blas) == {1}
     cost = {1: 3.0, 2: 1.0}                    # the machine became idle: back to 2
@@ -177,11 +179,45 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
         tu.after(t)
     assert tu.choice == 2 and tu.current == 2
     fixed = runtime.thread_tuner(H.init_params(4, 100, 800), 100, 1)
-    assert fixed.counts == (1,)
-    assert runtime.thread_tuner(H.init_params(2, 3, 50), 100, None).counts == (1,)
+    assert fixed.counts == (1,) and fixed.fixed and fixed.eval_threads() == 1
+    small = runtime.thread_tuner(H.init_params(2, 3, 50), 100, None)
+    assert small.counts == (1,) and not small.fixed
 
 
-def test_thread_tuner_does_not_probe_on_a_busy_machine(monkeypatch):
+def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
+    tu = runtime.ThreadTuner((1, 2), every=50, probe=2)
+    cost = {1: 2.0, 2: 1.0}
+    seen = []
+    for t in range(40):
+        if t == 20:
+            cost = {1: 2.0, 2: 10.0}           # a neighbour takes a core: 2 threads spin-wait
+        tu.before(t)
+        seen.append(tu.current)
+        clock[0] += cost[tu.current]
+        tu.after(t)
+    assert seen[:20] == [2, 2, 1] + [2] * 17
+    # the first slow update (t=20) triggers a probe right away, which moves to 1 thread
+    assert seen[20:24] == [2, 2, 2, 1] and set(seen[24:]) == {1} and tu.choice == 1
+
+
+def test_busy_counts_other_programs_cpu_not_this_processs(monkeypatch):
+    """busy(): CPU used by OTHER programs over the last >= 50 ms window, from /proc/stat's busy
+    time less this process's own CPU time (fake samples here)."""
+    samples = iter([(0.0, 0.0, 0.0),          # at construction
+                    (1.0, 2.0, 1.9),           # 2 cores busy for 1 s, 1.9 s of it ours: idle
+                    (1.01, 2.0, 1.9),          # too short a window: the last verdict stands
+                    (2.0, 4.0, 3.0)])          # 2 core-seconds busy, 1 ours: a neighbour
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: next(samples))
+    tu = runtime.ThreadTuner((1, 2))
+    assert not tu.busy() and not tu.busy()
+    assert tu.busy()
+
+
+def test_busy_falls_back_to_the_load_average(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: None)
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
     tu = runtime.ThreadTuner((1, 2), every=10)
@@ -191,8 +227,9 @@ def test_thread_tuner_does_not_probe_on_a_busy_machine(monkeypatch):
         seen.append(tu.current)
         tu.after(t)
     assert set(seen) == {1}, "with no idle core the tuner must not try more BLAS threads"
+    assert tu.eval_threads() == 1
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.9, 0.9, 0.9))
-    assert not tu.busy()
+    assert not tu.busy() and tu.eval_threads() == 2
     # this process's own threads count in the load average: alone on 2 cores with 2 BLAS
     # threads the load is about 2.3, and that is not a busy machine
     tu.current = 2
@@ -200,3 +237,15 @@ def test_thread_tuner_does_not_probe_on_a_busy_machine(monkeypatch):
     assert not tu.busy(), "the tuner counted its own threads as another program's"
     tu.current = 1
     assert tu.busy(), "load 2.3 with 1 own thread: another program holds a core"
+
+
+def test_cpu_sample_reads_proc_stat():
+    s = runtime.cpu_sample()
+    if s is None:
+        pytest.skip("no /proc/stat here (not Linux)")
+    wall, busy, own = s
+    x = 0.0
+    for i in range(200000):                    # burn a little CPU: both clocks must move
+        x += i
+    s2 = runtime.cpu_sample()
+    assert s2[0] > wall and s2[2] > own and s2[1] >= busy

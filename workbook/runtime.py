@@ -60,37 +60,80 @@ def progress_bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
 
 
+def cpu_sample():
+    """(wall seconds, busy CPU seconds of the whole machine, this process's CPU seconds), or None
+    where /proc/stat is not readable (not Linux). Two samples tell how much CPU OTHER programs
+    used in between (see ThreadTuner.busy)."""
+    try:
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    own = os.times()
+    return time.monotonic(), (sum(v) - v[3] - v[4]) / hz, own.user + own.system
+
+
 class ThreadTuner:
     """train()'s BLAS thread count for each update. ``counts`` (1,) or a fixed cfg.threads:
-    that count throughout. Otherwise: on a busy machine (no idle core, see ``busy``) 1 thread;
-    else it probes: ``probe`` updates at the current count, then at each other count (cut
-    short once 1.5x slower), and runs at the count with the fastest update (more threads must
-    win by 10%). The next check comes ``every`` updates later, twice as late each time 1 thread
-    stays the choice (up to ``max_every``). Why: on an idle machine 2 threads make a wide net's
-    update up to ~1.5x faster, but when another program holds a core a second BLAS thread
-    spin-waits for it and the update gets 5-15x SLOWER (measured here). Results do not depend
-    on the count (train's GEMMs split only their outputs between threads; tests/test_runtime.py
-    checks that 1 and 2 threads train bit-identically).
+    that count throughout. Otherwise it starts at the largest count (all cores: only nets wide
+    enough to gain get here, see thread_tuner) unless the machine is busy (``busy``), and
+    probes: ``probe`` updates at the current count, then at each other count (cut short once
+    1.5x slower), and runs at the count with the fastest update (more threads must win by 10%).
+    The next check comes ``every`` updates later, twice as late each time the choice stands (up
+    to ``max_every``), and at once if an update takes 3x the best time seen at that count (a
+    neighbour started). Why: on an idle machine 2 threads make a wide net's update up to ~1.9x
+    faster, but when another program holds a core a second BLAS thread spin-waits for it and the
+    update gets 5-15x SLOWER (measured here). Results do not depend on the count (train's GEMMs
+    split only their outputs between threads; tests/test_runtime.py checks that 1 and 2 threads
+    train bit-identically).
     """
 
-    def __init__(self, counts, every: int = 100, probe: int = 2, max_every: int = 3200):
-        self.counts = tuple(dict.fromkeys(int(c) for c in counts))
+    def __init__(self, counts, every: int = 100, probe: int = 2, max_every: int = 3200,
+                 fixed: bool = False):
+        self.fixed = bool(fixed)                           # the user's cfg.threads: obey it
+        self.counts = tuple(sorted(dict.fromkeys(int(c) for c in counts)))
         self.every, self.probe, self.max_every = int(every), int(probe), int(max_every)
         self.first_every = self.every
-        self.choice = self.counts[0]                  # the safe start: 1 thread
+        self.choice = self.counts[-1]
         self.current, self.next_probe, self.plan, self.best, self.t0 = None, 0, [], {}, 0.0
+        self.fastest = {}                                  # best update time per count, ever
+        self._sample, self._others = cpu_sample(), 0.0
         from threadpoolctl import ThreadpoolController
         self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
 
+    def others_cores(self) -> float | None:
+        """Cores' worth of CPU that OTHER programs used over the last window of at least 50 ms
+        (the latest such window; 0.0 before the first; None where /proc/stat is unreadable)."""
+        new = cpu_sample()
+        if new is None or self._sample is None:
+            return None
+        old = self._sample
+        if new[0] - old[0] >= 0.05:
+            self._others = max(0.0, (new[1] - old[1]) - (new[2] - old[2])) / (new[0] - old[0])
+            self._sample = new
+        return self._others
+
     def busy(self) -> bool:
-        """No idle core beside this process: the 1-minute load average less this process's own
-        BLAS threads leaves under half a core free. More BLAS threads would only fight other
-        programs for cores, so the tuner does not even probe them. (The load average counts
-        this process too: without subtracting it, a run alone on 2 cores looked busy.)"""
+        """No idle core beside this process: other programs used more than half a core lately
+        (/proc/stat's busy time less this process's own CPU time). Where that cannot be read,
+        the 1-minute load average less this process's BLAS threads. On a busy machine more BLAS
+        threads would only fight other programs for cores, so the tuner does not even probe
+        them. (The load average is a poor witness: it still counts this process's own previous
+        run, or torch's, for a minute.)"""
+        others = self.others_cores()
+        if others is not None:
+            return others > 0.5
         try:
             return os.getloadavg()[0] - (self.current or 1) > (os.cpu_count() or 1) - 1.5
         except (AttributeError, OSError):
             return False
+
+    def eval_threads(self) -> int:
+        """BLAS threads for an evaluation (big GEMMs: every core pays, unless the machine is busy)."""
+        if self.fixed:
+            return self.counts[0]
+        return 1 if self.busy() else (os.cpu_count() or 1)
 
     def _set(self, n: int) -> None:
         for lib in self._libs:          # every time (~1 us): an outer limit may have changed it
@@ -102,36 +145,42 @@ class ThreadTuner:
         if len(self.counts) == 1:       # a fixed count: train's own limit already holds it
             self.current = self.counts[0]
             return
-        if t >= self.next_probe and not self.plan and self.busy():
-            self.choice, self.next_probe = min(self.counts), t + self.first_every
-        elif t >= self.next_probe and not self.plan:
-            order = (self.choice,) + tuple(c for c in self.counts if c != self.choice)
-            self.plan = [c for c in order for _ in range(self.probe)]
-            self.best = {}
+        if t >= self.next_probe and not self.plan:
+            if self.busy():
+                self.choice, self.next_probe = min(self.counts), t + self.first_every
+            else:
+                order = (self.choice,) + tuple(c for c in self.counts if c != self.choice)
+                self.plan = [c for c in order for _ in range(self.probe)]
+                self.best = {}
         self._set(self.plan[0] if self.plan else self.choice)
         self.t0 = time.perf_counter()
 
     def after(self, t: int) -> None:
-        """Call after update t (records its time while probing)."""
-        if not self.plan:
+        """Call after update t (records its time)."""
+        if len(self.counts) == 1:
             return
-        dt, c = time.perf_counter() - self.t0, self.plan.pop(0)
+        dt = time.perf_counter() - self.t0
+        c = self.current
+        if not self.plan:
+            if dt > 3.0 * self.fastest.get(c, float("inf")) and c != min(self.counts):
+                self.next_probe = t + 1                       # much slower than before: re-check
+            return
+        self.plan.pop(0)
         self.best[c] = min(self.best.get(c, dt), dt)
+        self.fastest[c] = min(self.fastest.get(c, dt), dt)
         if c != self.choice and dt > 1.5 * self.best[self.choice]:
             self.plan = [x for x in self.plan if x != c]          # clearly slower: stop here
         if not self.plan:
-            # more threads must win by 10%; and a multi-thread choice is re-checked at the
-            # first interval always (if a busy neighbour starts, it turns 10x slower)
+            # more threads must win by 10%
             new = min(self.best, key=lambda k: self.best[k] * (1.1 if k > min(self.best) else 1.0))
-            grow = new == self.choice and new == min(self.counts)
-            self.every = min(2 * self.every, self.max_every) if grow else self.first_every
+            self.every = min(2 * self.every, self.max_every) if new == self.choice else self.first_every
             self.choice, self.next_probe = new, t + 1 + self.every
 
 
 def thread_tuner(params: dict, batch_size: int, threads: int | None) -> ThreadTuner:
     """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 for nets too small to gain
-    from threads (auto_threads), else probing 1 vs all cores."""
+    from threads (auto_threads), else all cores, probing 1 now and then."""
     if threads is not None:
-        return ThreadTuner((threads,))
+        return ThreadTuner((threads,), fixed=True)
     n = auto_threads(params, batch_size)
     return ThreadTuner((1, n) if n > 1 else (1,))
