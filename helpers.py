@@ -36,7 +36,7 @@ from workbook.checks import (_check_eps, _check_f, _check_finite, _check_Fs, _ch
                              _check_mx_filters, _check_X, _check_Y, _positive_int, check_config,
                              check_labels, check_like)
 from workbook import fastsgd, whitening
-from workbook.runtime import auto_threads, blas_threads, prefetch_batches, progress_bar, thread_tuner
+from workbook.runtime import blas_threads, prefetch_batches, progress_bar, thread_tuner
 
 
 # =====================================================================================
@@ -482,7 +482,7 @@ class TrainConfig:
     ``eval_every`` updates (default step//2) on ``eval_train_n`` training images and the test
     data. Bonus, off by default: flip, translate (max shift, px), dropout (hidden layer), tta
     (average with the mirror image at evaluation), whiten (filters learn on ZCA-whitened patches,
-    this regulariser: workbook/whitening.py). threads: BLAS threads (None: auto_threads).
+    this regulariser: workbook/whitening.py). threads: BLAS threads (None: runtime.thread_tuner picks).
     """
     n_cycles: int = 3
     step: int = 800
@@ -724,8 +724,7 @@ def train(params: dict, X_train: np.ndarray, y_train: np.ndarray, cfg: TrainConf
     if cfg.batch_size > X_train.shape[1]:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
                          f"({X_train.shape[1]} images)")
-    threads = cfg.threads if cfg.threads is not None else auto_threads(params, cfg.batch_size)
-    with blas_threads(threads):
+    with blas_threads(cfg.threads or os.cpu_count() or 1):   # restored afterwards
         return _train(params, X_train, y_train, cfg, X_test, y_test, data_name, callback)
 
 

@@ -202,9 +202,8 @@ class NumpyRunner:
         self.mxs = H.mx_for(self.params, data["X"])          # [(n, n_p, d)] float32
         self.y, self.idx, self.lam, self.eta, self.t = data["y"], idx, lam, eta, 0
         self.batches = [([m[ib] for m in self.mxs], data["y"][ib]) for ib in idx[:16]]
-        # helpers.train's own thread policy (auto_threads, then ThreadTuner picks 1 or all cores
-        # by timing updates), never above the common cap
-        self.threads = runtime.auto_threads(self.params, BATCH)
+        # helpers.train's own thread policy (runtime.thread_tuner: starts where auto_threads
+        # says, then times 1 vs all cores), never above the common cap
         self.tuner = None
 
     def run(self, k: int) -> float:
@@ -213,9 +212,9 @@ class NumpyRunner:
         nb = len(batches)
         cap = max([i.get("num_threads", 1) for i in threadpool_info() if i.get("user_api") == "blas"]
                   or [1])
-        with threadpool_limits(limits=min(cap, self.threads), user_api="blas"):
+        with threadpool_limits(limits=cap, user_api="blas"):
             if self.tuner is None:
-                self.tuner = runtime.thread_tuner(params, BATCH, 1 if min(cap, self.threads) == 1 else None)
+                self.tuner = runtime.thread_tuner(params, BATCH, 1 if cap == 1 else None)
             tu = self.tuner
             t0 = time.perf_counter()
             for _ in range(k):
@@ -316,7 +315,7 @@ class TorchRunner:
 
 class TrainRunner:
     """The project's own ``helpers.train`` (batch gathering on its prefetch thread, its thread
-    policy ``auto_threads``, the fused SGD step): ``run(k)`` trains k updates at a constant eta
+    policy ``runtime.thread_tuner``, the fused SGD step): ``run(k)`` trains k updates at a constant eta
     from the same start and returns ``hist.time_train`` (evaluation and MX construction are
     excluded by train's own clock). ``threads``: None for train's policy, capped at ``cap``."""
 
@@ -327,8 +326,7 @@ class TrainRunner:
         n_ev, m = min(100, data["X"].shape[1]), min(10000, data["X"].shape[1])
         self.X, self.y = data["X"][:, :m], data["y"][:m]      # train() builds MX of these each run
         self.lam, self.eta, self.seed = lam, eta, seed
-        auto = runtime.auto_threads(self.params, BATCH)
-        self.threads = None if not cap or cap >= auto else cap   # None: train's own policy
+        self.threads = None if not cap or cap >= default_threads() else cap   # None: train's policy
         self.n_ev, self.t = n_ev, 0
 
     min_updates = 60   # each run is a fresh train() whose ThreadTuner probes first: amortise it
@@ -609,7 +607,7 @@ def protocol_time(arch: str = "arch2", cfg=None, n_train: int = 49000, n_test: i
     """Wall time of one whole helpers.train run on random data (speed only).
 
     cfg: a TrainConfig (default protocol_config(arch)). threads: BLAS threads for the run
-    (sets cfg.threads); None keeps cfg.threads, i.e. train's own policy (auto_threads) as a
+    (sets cfg.threads); None keeps cfg.threads, i.e. train's own policy (runtime.thread_tuner) as a
     user gets it. Times the call to helpers.train end to end (MX construction for train and
     test, all updates, all evaluations); data generation is outside. Returns arch, f, nf, nh,
     n_train, n_test, threads (what train used), updates, n_evals, time_train, time_eval,
@@ -627,8 +625,7 @@ def protocol_time(arch: str = "arch2", cfg=None, n_train: int = 49000, n_test: i
     params = H.init_params(f, nf, nh, K=K, seed=seed)
     used = threads
     if has_threads:
-        used = cfg.threads if cfg.threads is not None else (
-            runtime.auto_threads(params, cfg.batch_size) if hasattr(H, "auto_threads") else None)
+        used = cfg.threads          # None: train's own policy (runtime.thread_tuner)
     err = None
     with thread_limit(threads if not has_threads else used):
         t0 = time.perf_counter()
@@ -808,7 +805,7 @@ def report(res: dict) -> str:
                         r["numpy_gflops"], r.get("sgemm_gflops"), r["x_sgemm_bound"]]
                        for r in res["per_update"]]))
     out.append("(train() ms: helpers.train's hist.time_train / updates, its own thread policy "
-               "(auto_threads) under the cap 'threads'; step ms: train_step on prefetched batches; "
+               "(runtime.thread_tuner) under the cap 'threads'; step ms: train_step on prefetched batches; "
                "torch: the fastest of the idiomatic variants below; torch/numpy > 1: NumPy faster; "
                "x bound: train() time / (FLOPs / big-sgemm rate at numpy's thread count))")
     tv = [r for r in res["per_update"] if r.get("torch_variants")]
@@ -858,7 +855,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="threads for NumPy's BLAS and for torch in the per-update comparison "
                         "(default: os.cpu_count()); for the protocols, BLAS threads for train "
-                        "(default: train's own policy, helpers.auto_threads)")
+                        "(default: train's own policy, runtime.thread_tuner)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results[_quick].json)")
     p.add_argument("--protocol", action=argparse.BooleanOptionalAction, default=None,
                    help="run the arch2 protocol (default: on, off with --quick)")
@@ -939,7 +936,7 @@ def run_benchmark(args) -> dict:
         tv = {v: (r["torch:" + v] or {}).get("min_s") for v in variants}
         best = min((t, v) for v, t in tv.items() if t is not None) if any(tv.values()) else (None, None)
         ts, tvar = best
-        nthr = min(s["threads"], runtime.auto_threads(H.init_params(f, nf, nh), BATCH))
+        nthr = s["threads"]                                  # train's tuner may use them all
         g = max(v for t, v in rate.items() if t <= nthr)   # the best rate numpy could use
         per.append({"arch": name, "f": f, "nf": nf, "nh": nh, "numpy_threads": nthr,
                     "n_updates": k, "numpy_s": ns, "numpy_median_s": r["numpy"]["median_s"],

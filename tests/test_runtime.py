@@ -180,8 +180,12 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     assert tu.choice == 2 and tu.current == 2
     fixed = runtime.thread_tuner(H.init_params(4, 100, 800), 100, 1)
     assert fixed.counts == (1,) and fixed.fixed and fixed.eval_threads() == 1
-    small = runtime.thread_tuner(H.init_params(2, 3, 50), 100, None)
-    assert small.counts == (1,) and not small.fixed
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    small = runtime.thread_tuner(H.init_params(2, 3, 50), 100, None)     # arch1: starts at 1
+    assert small.counts == (1, 2) and small.choice == 1 and not small.fixed
+    assert runtime.thread_tuner(H.init_params(4, 10, 50), 100, None).choice == 2   # arch2
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 1)
+    assert runtime.thread_tuner(H.init_params(4, 100, 800), 100, None).counts == (1,)
 
 
 def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):

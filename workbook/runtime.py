@@ -32,14 +32,14 @@ def prefetch_batches(draw, fetch, T: int):
 
 
 def auto_threads(params: dict, batch_size: int = 100) -> int:
-    """BLAS threads for ``train`` when cfg.threads is None: all cores only when an update is
-    over ~150 MFLOP (e.g. arch5); else 1, since thread hand-offs cost more than such small
-    GEMMs save, and 1 thread is robust on a busy machine."""
+    """The BLAS thread count train() starts with when cfg.threads is None: all cores when an
+    update is over ~30 MFLOP (arch2 and wider), else 1 (arch1's skinny GEMMs lose more to
+    thread hand-offs than they gain). ThreadTuner then times both counts as training goes."""
     nh, width = params["W1"].shape
     conv = sum(_check_f(v.shape[0]) * v.shape[0] ** 2 * 3 * v.shape[3]
                for k, v in params.items() if k.startswith("Fs"))
     flops = 6 * batch_size * (width * nh + conv)
-    return (os.cpu_count() or 1) if flops > 150e6 else 1
+    return (os.cpu_count() or 1) if flops > 30e6 else 1
 
 
 def blas_threads(threads):
@@ -76,9 +76,8 @@ def cpu_sample():
 
 class ThreadTuner:
     """train()'s BLAS thread count for each update. ``counts`` (1,) or a fixed cfg.threads:
-    that count throughout. Otherwise it starts at the largest count (all cores: only nets wide
-    enough to gain get here, see thread_tuner) unless the machine is busy (``busy``), and
-    probes: ``probe`` updates at the current count, then at each other count (cut short once
+    that count throughout. Otherwise it starts at ``start`` (default: the largest count; see
+    auto_threads), or at 1 thread if the machine is busy (``busy``), and probes: ``probe`` updates at the current count, then at each other count (cut short once
     1.5x slower), and runs at the count with the fastest update (more threads must win by 10%).
     The next check comes ``every`` updates later, twice as late each time the choice stands (up
     to ``max_every``), and at once if an update takes 3x the best time seen at that count (a
@@ -90,12 +89,12 @@ class ThreadTuner:
     """
 
     def __init__(self, counts, every: int = 100, probe: int = 2, max_every: int = 3200,
-                 fixed: bool = False):
+                 fixed: bool = False, start: int | None = None):
         self.fixed = bool(fixed)                           # the user's cfg.threads: obey it
         self.counts = tuple(sorted(dict.fromkeys(int(c) for c in counts)))
         self.every, self.probe, self.max_every = int(every), int(probe), int(max_every)
         self.first_every = self.every
-        self.choice = self.counts[-1]
+        self.choice = self.counts[-1] if start not in self.counts else int(start)
         self.current, self.next_probe, self.plan, self.best, self.t0 = None, 0, [], {}, 0.0
         self.fastest = {}                                  # best update time per count, ever
         self._sample, self._others = cpu_sample(), 0.0
@@ -178,9 +177,9 @@ class ThreadTuner:
 
 
 def thread_tuner(params: dict, batch_size: int, threads: int | None) -> ThreadTuner:
-    """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 for nets too small to gain
-    from threads (auto_threads), else all cores, probing 1 now and then."""
+    """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 vs all cores, starting
+    where auto_threads says."""
     if threads is not None:
         return ThreadTuner((threads,), fixed=True)
-    n = auto_threads(params, batch_size)
-    return ThreadTuner((1, n) if n > 1 else (1,))
+    n = os.cpu_count() or 1
+    return ThreadTuner((1, n), start=auto_threads(params, batch_size)) if n > 1 else ThreadTuner((1,))
