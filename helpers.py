@@ -784,7 +784,8 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
         mb = [m[idx] for m in mx_tr]
         return mb if choice is None else [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
 
-    batches = prefetch_batches(draw, fetch, T)
+    cores = os.cpu_count() or 1
+    batches = prefetch_batches(draw, fetch, T, background=lambda: (threads.current or 1) < cores)
     bar = progress_bar(T, cfg.progress, data_name or "train")
     t = 0
     try:
@@ -794,8 +795,8 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
                 t_ev = hist.time_eval
                 do_eval(t)
                 t_start += hist.time_eval - t_ev
+            threads.before(t)                  # (its timing includes fetching the batch)
             idx, mask, mb = next(batches)
-            threads.before(t)
             old = {k: params[k].copy() for k in params if k.startswith("Fs")} if Ws else None
             loss = train_step(params, mb, y_train[idx], float(etas[t]), cfg.lam, cfg.eps, mask)
             if Ws:

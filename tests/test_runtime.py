@@ -253,3 +253,36 @@ def test_cpu_sample_reads_proc_stat():
         x += i
     s2 = runtime.cpu_sample()
     assert s2[0] > wall and s2[2] > own and s2[1] >= busy
+
+
+@pytest.mark.parametrize("pattern", ["always", "never", "alternate"])
+def test_prefetch_batches_same_batches_whether_gathered_ahead_or_inline(pattern):
+    """Each update's choices are drawn once, in order, in the caller's thread; the batches are the
+    same whether the helper thread gathers them ahead (a spare core) or they are fetched inline."""
+    import threading
+    drawn, fetched_in = [], []
+
+    def draw(t):
+        drawn.append(t)
+        return np.array([t]), t % 3, None
+
+    def fetch(idx, choice):
+        fetched_in.append(threading.current_thread() is threading.main_thread())
+        return int(idx[0]) * 10 + choice
+
+    flags = {"always": lambda t: True, "never": lambda t: False, "alternate": lambda t: t % 2 == 0}[pattern]
+    step = [0]
+
+    def background():
+        return flags(step[0])
+
+    out = []
+    for idx, mask, batch in runtime.prefetch_batches(draw, fetch, 7, background=background):
+        out.append((int(idx[0]), batch))
+        step[0] += 1
+    assert out == [(t, t * 10 + t % 3) for t in range(7)]
+    assert drawn == list(range(7)), "choices must be drawn once each, in update order"
+    if pattern == "never":
+        assert all(fetched_in)
+    elif pattern == "always" and (runtime.os.cpu_count() or 1) > 1:
+        assert fetched_in[0] and not any(fetched_in[1:]), "batches 1.. should come from the helper"
