@@ -20,7 +20,7 @@ What it measures (see ``main`` for the flags):
      stride=f), ReLU, Flatten, Linear, ReLU, Linear)``, ``F.cross_entropy``, ``optim.SGD(lr,
      weight_decay)``, float32, the data one NCHW tensor, batches by index, grads set to None,
      no per-step ``.item()``, in several variants (1 and 2 threads; channels_last; mkldnn
-     off; foreach SGD). The fastest variant is the reference; all are printed.
+     off; foreach SGD; fused SGD). The fastest variant is the reference; all are printed.
    Repeats of all programs alternate (interleaved) and the best repeat counts (best-of-N), so
    load from other programs hits all alike; variants 1.5x slower than the best torch one after
    the first repeat are not repeated.
@@ -346,10 +346,10 @@ class TrainRunner:
 
 
 def _torch_variants(cap: int) -> list:
-    """Names of the idiomatic torch settings tried: t{threads}[_cl|_nomkldnn|_foreach]."""
+    """Names of the idiomatic torch settings tried: t{threads}[_cl|_nomkldnn|_foreach|_fused]."""
     out = []
     for t in range(1, max(1, cap) + 1) if cap <= 2 else (1, 2, cap):
-        out += [f"t{t}", f"t{t}_cl", f"t{t}_nomkldnn", f"t{t}_foreach"]
+        out += [f"t{t}", f"t{t}_cl", f"t{t}_nomkldnn", f"t{t}_foreach", f"t{t}_fused"]
     return out
 
 
@@ -359,7 +359,8 @@ class PlainTorchRunner:
     branches' flattened outputs concatenated), ``F.cross_entropy``, ``optim.SGD(lr,
     weight_decay=2 lam)`` on every parameter, float32, the data one NCHW tensor, batches by
     index, grads set to None, no per-step ``.item()``. ``variant``: 't2' = 2 threads; suffix
-    '_cl' channels_last, '_nomkldnn' torch.backends.mkldnn off, '_foreach' foreach SGD."""
+    '_cl' channels_last, '_nomkldnn' torch.backends.mkldnn off, '_foreach' foreach SGD, '_fused'
+    fused SGD (one kernel per parameter, on the CPU since torch 2.4)."""
 
     def __init__(self, arch, data: dict, idx: np.ndarray, lam: float = LAM, eta: float = ETA,
                  seed: int = 0, variant: str = "t1"):
@@ -384,8 +385,8 @@ class PlainTorchRunner:
         if self.cl:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.X = self.X.contiguous(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=eta, weight_decay=2.0 * lam,
-                                   foreach=True if "foreach" in opts else False)
+        kind = {"foreach": True} if "foreach" in opts else {"fused": True} if "fused" in opts else {"foreach": False}
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=eta, weight_decay=2.0 * lam, **kind)
         self.y = torch.from_numpy(data["y"])
         self.idx = [torch.from_numpy(np.ascontiguousarray(i)) for i in idx]
         self.torch, self.t = torch, 0
@@ -813,7 +814,7 @@ def report(res: dict) -> str:
         names = list(tv[0]["torch_variants"])
         out += ["", "Idiomatic torch variants tried (ms per update, best of the repeats; * = the "
                 "reference, the fastest; tN = N threads, cl = channels_last, nomkldnn = "
-                "torch.backends.mkldnn off, foreach = foreach SGD):",
+                "torch.backends.mkldnn off, foreach = foreach SGD, fused = fused SGD):",
                 _table(["arch"] + names,
                        [[r["arch"]] + [f"{r['torch_variants'][v] * 1e3:.3g}" + ("*" if v == r["torch_variant"] else "")
                                        if r["torch_variants"].get(v) is not None else "-" for v in names]

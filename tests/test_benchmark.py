@@ -37,7 +37,7 @@ def _check_schema(res, torch_present):
         if torch_present:
             assert _is_time(r["torch_s"]) and isinstance(r["ratio_torch_over_numpy"], float), r
             tv = r["torch_variants"]
-            assert {"t1", "t1_cl", "t1_nomkldnn", "t1_foreach"} <= set(tv), tv
+            assert {"t1", "t1_cl", "t1_nomkldnn", "t1_foreach", "t1_fused"} <= set(tv), tv
             assert r["torch_s"] == min(tv.values()) == tv[r["torch_variant"]], (
                 "the torch reference must be the fastest variant tried")
         else:
