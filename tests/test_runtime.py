@@ -286,3 +286,29 @@ def test_prefetch_batches_same_batches_whether_gathered_ahead_or_inline(pattern)
         assert all(fetched_in)
     elif pattern == "always" and (runtime.os.cpu_count() or 1) > 1:
         assert fetched_in[0] and not any(fetched_in[1:]), "batches 1.. should come from the helper"
+
+
+@pytest.mark.parametrize("fs", [4, (4, 8)])
+def test_train_step_with_reused_buffers_equals_fresh_memory(fs):
+    """train() passes a workspace dict so the big intermediates are not page-faulted in every
+    update: the updates must be bit-identical to those without it, and the buffers reused."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3072, 40)).astype(np.float32)
+    p0 = H.init_params(fs, 6, 16, seed=1)
+    mxs = H.mx_for(p0, X)
+    a, b = ({k: v.copy() for k, v in p0.items()} for _ in range(2))
+    ws, ids = {}, None
+    for t in range(3):
+        idx = rng.choice(40, 10, replace=False)
+        y = rng.integers(0, 10, 10)
+        mask = (rng.random((10, 16)) < 0.7).astype(np.float32) / 0.7
+        mb = [m[idx] for m in mxs]
+        la = H.train_step(a, mb, y, 0.05, 0.01, 0.1, mask)
+        lb = H.train_step(b, mb, y, 0.05, 0.01, 0.1, mask, ws=ws)
+        assert la == lb
+        if ids is None:
+            ids = {k: id(v) for k, v in ws.items()}
+        assert ids == {k: id(v) for k, v in ws.items()}, "buffers must be reused, not remade"
+    assert {"GH", "mask"} <= set(ws) and len(ws) >= 3
+    for k in a:
+        assert np.array_equal(a[k], b[k]), f"{k} differs with reused buffers"
