@@ -635,8 +635,8 @@ def augment_mx(mxb: np.ndarray, tables: np.ndarray, choice: np.ndarray) -> np.nd
     b = mxb.shape[0]
     padded = np.empty((b, 3073), dtype=mxb.dtype)
     padded[:, :3072] = mxb.reshape(b, 3072)
-    padded[:, 3072] = 0
-    return np.take_along_axis(padded, tables[choice], axis=1).reshape(mxb.shape)
+    padded[:, 3072] = 0              # one flat gather: 2x faster than take_along_axis
+    return padded.ravel().take(tables[choice] + np.arange(0, b * 3073, 3073)[:, None]).reshape(mxb.shape)
 
 
 # ---- evaluation ----
