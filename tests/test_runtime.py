@@ -155,7 +155,7 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
-    tu = runtime.ThreadTuner((1, 2), every=10, probe=2, max_every=40)
+    tu = runtime.ThreadTuner((1, 2), every=10, probe=2, max_every=40, first_probe=0)
     assert tu.choice == 2, "a wide net on an idle machine starts at all cores"
     cost = {1: 1.0, 2: 5.0}                    # 2 threads 5x slower: a busy machine
     seen = []
@@ -192,7 +192,7 @@ def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
-    tu = runtime.ThreadTuner((1, 2), every=50, probe=2)
+    tu = runtime.ThreadTuner((1, 2), every=50, probe=2, first_probe=0)
     cost = {1: 2.0, 2: 1.0}
     seen = []
     for t in range(40):
@@ -211,6 +211,7 @@ def test_busy_counts_other_programs_cpu_not_this_processs(monkeypatch):
     """busy(): CPU used by OTHER programs over the last >= 50 ms window, from /proc/stat's busy
     time less this process's own CPU time (fake samples here)."""
     samples = iter([(0.0, 0.0, 0.0),          # at construction
+                    (0.01, 0.0, 0.0),          # its own first check: too short to tell
                     (1.0, 2.0, 1.9),           # 2 cores busy for 1 s, 1.9 s of it ours: idle
                     (1.01, 2.0, 1.9),          # too short a window: the last verdict stands
                     (2.0, 4.0, 3.0)])          # 2 core-seconds busy, 1 ours: a neighbour
@@ -312,3 +313,19 @@ def test_train_step_with_reused_buffers_equals_fresh_memory(fs):
     assert {"GH", "mask"} <= set(ws) and len(ws) >= 3
     for k in a:
         assert np.array_equal(a[k], b[k]), f"{k} differs with reused buffers"
+
+
+def test_thread_tuner_does_not_time_the_cold_first_update(monkeypatch):
+    """The first update of a run is slow at any count; probing it would blame the start count."""
+    clock = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
+    tu = runtime.ThreadTuner((1, 2))                      # defaults: probe 3, first_probe 1
+    seen = []
+    for t in range(8):
+        tu.before(t)
+        seen.append(tu.current)
+        clock[0] += (50.0 if t == 0 else 1.0) if tu.current == 2 else 1.8
+        tu.after(t)
+    # update 0 (cold) is not timed; 3 at 2 threads, then 1 thread once: 1.8x slower, cut short
+    assert seen == [2, 2, 2, 2, 1, 2, 2, 2] and tu.choice == 2

@@ -83,29 +83,34 @@ def cpu_sample():
 class ThreadTuner:
     """train()'s BLAS thread count for each update. ``counts`` (1,) or a fixed cfg.threads:
     that count throughout. Otherwise it starts at ``start`` (default: the largest count; see
-    auto_threads), or at 1 thread if the machine is busy (``busy``), and probes: ``probe`` updates at the current count, then at each other count (cut short once
-    1.5x slower), and runs at the count with the fastest update (more threads must win by 10%).
-    The next check comes ``every`` updates later, twice as late each time the choice stands (up
-    to ``max_every``), and at once if an update takes 3x the best time seen at that count (a
-    neighbour started). Why: on an idle machine 2 threads make a wide net's update up to ~1.9x
-    faster, but when another program holds a core a second BLAS thread spin-waits for it and the
-    update gets 5-15x SLOWER (measured here). Results do not depend on the count (train's GEMMs
-    split only their outputs between threads; tests/test_runtime.py checks that 1 and 2 threads
-    train bit-identically).
+    auto_threads) and, from update ``first_probe`` on (the first update of a run is slow at any
+    count), checks: on a busy machine (``busy``) 1 thread; else it probes ``probe`` updates at
+    the current count, then at each other count (cut short once 1.5x slower), and runs at the
+    count with the fastest update (more threads must win by 10%). The next check comes
+    ``every`` updates later, twice as late each time the choice stands (up to ``max_every``),
+    and at once if an update takes 3x the best time seen at that count (a neighbour started).
+    Why: on an idle machine 2 threads make a wide net's update up to ~1.9x faster, but when
+    another program holds a core a second BLAS thread spin-waits for it and the update gets
+    5-15x SLOWER (measured here). Results do not depend on the count (train's GEMMs split only
+    their outputs between threads; tests/test_runtime.py checks that 1 and 2 threads train
+    bit-identically).
     """
 
-    def __init__(self, counts, every: int = 100, probe: int = 2, max_every: int = 3200,
-                 fixed: bool = False, start: int | None = None):
+    def __init__(self, counts, every: int = 100, probe: int = 3, max_every: int = 3200,
+                 fixed: bool = False, start: int | None = None, first_probe: int = 1):
         self.fixed = bool(fixed)                           # the user's cfg.threads: obey it
         self.counts = tuple(sorted(dict.fromkeys(int(c) for c in counts)))
         self.every, self.probe, self.max_every = int(every), int(probe), int(max_every)
         self.first_every = self.every
         self.choice = self.counts[-1] if start not in self.counts else int(start)
-        self.current, self.next_probe, self.plan, self.best, self.t0 = None, 0, [], {}, 0.0
+        # the first update of a run is slow at any count (buffers, caches): probe after it
+        self.current, self.next_probe, self.plan, self.best, self.t0 = None, int(first_probe), [], {}, 0.0
         self.fastest = {}                                  # best update time per count, ever
         self._sample, self._others = cpu_sample(), 0.0
         from threadpoolctl import ThreadpoolController
         self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        if len(self.counts) > 1 and self.busy():
+            self.choice = self.counts[0]
 
     def others_cores(self) -> float | None:
         """Cores' worth of CPU that OTHER programs used over the last window of at least 50 ms
