@@ -36,7 +36,6 @@ from workbook.checks import (_check_eps, _check_f, _check_finite, _check_Fs, _ch
                              _check_mx_filters, _check_X, _check_Y, _positive_int, check_config,
                              check_labels, check_like)
 from workbook import fastsgd, whitening
-from workbook.fastsgd import scratch
 from workbook.runtime import blas_threads, prefetch_batches, progress_bar, thread_tuner
 
 
@@ -383,12 +382,12 @@ def _forward_core(params: dict, mxs: list, drop_mask=None, ws=None) -> dict:
         n, n_p, d = mx.shape
         nf = params[kF].shape[3]
         c = np.matmul(mx.reshape(n * n_p, d), params[kF].reshape(d, nf),
-                      out=scratch(ws, kF, (n * n_p, nf), mx.dtype)).reshape(n, n_p * nf)
+                      out=fastsgd.scratch(ws, kF, (n * n_p, nf), mx.dtype)).reshape(n, n_p * nf)
         c += np.tile(params[kb].reshape(nf), n_p)   # a broadcast over an inner nf is ~5x slower
         np.maximum(c, 0, out=c)
         hs.append(c)
     H = hs[0] if len(hs) == 1 else np.concatenate(
-        hs, axis=1, out=scratch(ws, "H", (n, sum(h.shape[1] for h in hs)), hs[0].dtype))
+        hs, axis=1, out=fastsgd.scratch(ws, "H", (n, sum(h.shape[1] for h in hs)), hs[0].dtype))
     X1 = (params["W1"] @ H.T).T     # = H @ W1.T; this GEMM form is ~25% faster in OpenBLAS
     X1 += params["b1"].T
     np.maximum(X1, 0, out=X1)
@@ -423,10 +422,10 @@ def _backward_core(params: dict, mxs: list, fw: dict, T: np.ndarray, lam: float,
     if drop_mask is not None:
         G1 *= drop_mask
     G1 *= X1 > 0
-    GH = np.matmul(G1, params["W1"], out=scratch(ws, "GH", H.shape, H.dtype))
+    GH = np.matmul(G1, params["W1"], out=fastsgd.scratch(ws, "GH", H.shape, H.dtype))
     out.weight("W1", G1, H)
     out.bias("b1", G1)
-    GH *= np.greater(H, 0, out=scratch(ws, "mask", H.shape, bool))
+    GH *= np.greater(H, 0, out=fastsgd.scratch(ws, "mask", H.shape, bool))
     off = 0
     for (f, kF, kb), mx in zip(_branches(params), mxs):
         _, n_p, d = mx.shape
@@ -742,7 +741,6 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
     mx_ev, y_ev = [m[:n_ev] for m in mx_tr], y_train[:n_ev]
     mx_te = mx_for(params, X_test.astype(dt, copy=False)) if X_test is not None else None
     etas = cfg.etas()
-    T = len(etas)
     hist = History(eta=etas.tolist(), data=data_name, config=cfg.to_dict())
     tables = None
     if cfg.flip or cfg.translate:
@@ -750,7 +748,6 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
     keep, nh = 1.0 - cfg.dropout, params["W1"].shape[0]
     Ws = whitening.patch_whitening(X_train, filter_sizes(params), cfg.whiten) if cfg.whiten else {}
     whitening.start(params, Ws)                    # filters learn in whitened coordinates
-
     threads = thread_tuner(params, B, cfg.threads)   # BLAS threads: 1 or all cores, whichever is faster
 
     def do_eval(t):
@@ -767,7 +764,7 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
         if callback is not None:
             callback(hist)
 
-    per_epoch, order = n // B, None
+    per_epoch, order, T = n // B, None, len(etas)
 
     def draw(t):
         """Update t's random choices (batch, transforms, dropout), always drawn in update order
@@ -784,8 +781,11 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
             mask *= 1.0 / keep
         return idx, choice, mask
 
-    def fetch(idx, choice):
-        mb = [m[idx] for m in mx_tr]
+    ring, k = [[np.empty((B,) + m.shape[1:], dt) for m in mx_tr] for _ in range(2)], [0]
+
+    def fetch(idx, choice):       # into ring slot k % 2: batch k is in use while k + 1 is filled
+        mb = [np.take(m, idx, axis=0, out=o) for m, o in zip(mx_tr, ring[k[0] % 2])]
+        k[0] += 1
         return mb if choice is None else [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
 
     cores = os.cpu_count() or 1
