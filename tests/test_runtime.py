@@ -164,12 +164,12 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
         seen.append(tu.current)
         clock[0] += cost[tu.current]
         tu.after(t)
-    # probe: 2 updates at the current choice (2), then 1 thread: faster, so the choice becomes 1;
-    # the next probes start 10 updates later (t=14), then 20, then 40 (the interval doubles
-    # while the choice stands, up to max_every): 2 updates at 1 thread, then 2 threads once
-    # (1.5x slower: cut short)
-    assert seen[:4] == [2, 2, 1, 1] and tu.choice == 1
-    assert [t for t in range(4, 100) if seen[t] == 2] == [14 + 2, 37 + 2, 80 + 2]
+    # probe: 2 updates at the current choice (2), then 1 thread (one untimed settling update,
+    # then 2 timed): faster, so the choice becomes 1; the next probes start 10 updates later
+    # (t=15), then 20, then 40 (the interval doubles while the choice stands, up to max_every):
+    # 2 updates at 1 thread, then 2 threads: one settling, one timed (1.5x slower: cut short)
+    assert seen[:5] == [2, 2, 1, 1, 1] and tu.choice == 1
+    assert [t for t in range(5, 100) if seen[t] == 2] == [17, 18, 41, 42, 85, 86]
     blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     assert blas and set(blas) == {1}
     cost = {1: 3.0, 2: 1.0}                    # the machine became idle: back to 2
@@ -183,7 +183,8 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
     small = runtime.thread_tuner(H.init_params(2, 3, 50), 100, None)     # arch1: starts at 1
     assert small.counts == (1, 2) and small.choice == 1 and not small.fixed
-    assert runtime.thread_tuner(H.init_params(4, 10, 50), 100, None).choice == 2   # arch2
+    assert runtime.thread_tuner(H.init_params(4, 10, 50), 100, None).choice == 1   # arch2
+    assert runtime.thread_tuner(H.init_params(16, 160, 50), 100, None).choice == 2  # arch4
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 1)
     assert runtime.thread_tuner(H.init_params(4, 100, 800), 100, None).counts == (1,)
 
@@ -202,9 +203,9 @@ def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):
         seen.append(tu.current)
         clock[0] += cost[tu.current]
         tu.after(t)
-    assert seen[:20] == [2, 2, 1] + [2] * 17
+    assert seen[:20] == [2, 2, 1, 1] + [2] * 16     # 1 thread: one settling update, one timed
     # the first slow update (t=20) triggers a probe right away, which moves to 1 thread
-    assert seen[20:24] == [2, 2, 2, 1] and set(seen[24:]) == {1} and tu.choice == 1
+    assert seen[20:23] == [2, 2, 2] and set(seen[23:]) == {1} and tu.choice == 1
 
 
 def test_busy_counts_other_programs_cpu_not_this_processs(monkeypatch):
@@ -327,5 +328,6 @@ def test_thread_tuner_does_not_time_the_cold_first_update(monkeypatch):
         seen.append(tu.current)
         clock[0] += (50.0 if t == 0 else 1.0) if tu.current == 2 else 1.8
         tu.after(t)
-    # update 0 (cold) is not timed; 3 at 2 threads, then 1 thread once: 1.8x slower, cut short
-    assert seen == [2, 2, 2, 2, 1, 2, 2, 2] and tu.choice == 2
+    # update 0 (cold) is not timed; 3 at 2 threads, then 1 thread: one settling update, one
+    # timed: 1.8x slower, cut short
+    assert seen == [2, 2, 2, 2, 1, 1, 2, 2] and tu.choice == 2

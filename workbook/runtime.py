@@ -39,13 +39,14 @@ def prefetch_batches(draw, fetch, T: int, background=None):
 
 def auto_threads(params: dict, batch_size: int = 100) -> int:
     """The BLAS thread count train() starts with when cfg.threads is None: all cores when an
-    update is over ~30 MFLOP (arch2 and wider), else 1 (arch1's skinny GEMMs lose more to
-    thread hand-offs than they gain). ThreadTuner then times both counts as training goes."""
+    update is over ~100 MFLOP (arch4 and wider), else 1: on arch1-3 a second BLAS thread saves
+    at most ~15% of the step and costs the gather its core (measured on the arch2 protocol:
+    5.1-5.5 s of training at 1 thread, 6.1 s at 2). ThreadTuner then times both as it goes."""
     nh, width = params["W1"].shape
     conv = sum(_check_f(v.shape[0]) * v.shape[0] ** 2 * 3 * v.shape[3]
                for k, v in params.items() if k.startswith("Fs"))
     flops = 6 * batch_size * (width * nh + conv)
-    return (os.cpu_count() or 1) if flops > 30e6 else 1
+    return (os.cpu_count() or 1) if flops > 100e6 else 1
 
 
 def blas_threads(threads):
@@ -106,6 +107,7 @@ class ThreadTuner:
         # the first update of a run is slow at any count (buffers, caches): probe after it
         self.current, self.next_probe, self.plan, self.best, self.t0 = None, int(first_probe), [], {}, 0.0
         self.fastest = {}                                  # best update time per count, ever
+        self._last = None                                  # the count of the last timed update
         self._sample, self._others = cpu_sample(), 0.0
         from threadpoolctl import ThreadpoolController
         self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
@@ -160,7 +162,9 @@ class ThreadTuner:
                 self.choice, self.next_probe = min(self.counts), t + self.first_every
             else:
                 order = (self.choice,) + tuple(c for c in self.counts if c != self.choice)
-                self.plan = [c for c in order for _ in range(self.probe)]
+                # the first update after a switch settles (the gather moves between threads,
+                # BLAS wakes or parks its workers): run it, but do not time it
+                self.plan = [c for c in order for _ in range(self.probe + (c != self.choice))]
                 self.best = {}
         self._set(self.plan[0] if self.plan else self.choice)
         self.t0 = time.perf_counter()
@@ -172,10 +176,14 @@ class ThreadTuner:
         dt = time.perf_counter() - self.t0
         c = self.current
         if not self.plan:
+            self._last = c
             if dt > 3.0 * self.fastest.get(c, float("inf")) and c != min(self.counts):
                 self.next_probe = t + 1                       # much slower than before: re-check
             return
         self.plan.pop(0)
+        settling, self._last = c != self._last, c
+        if settling and c != self.choice:
+            return
         self.best[c] = min(self.best.get(c, dt), dt)
         self.fastest[c] = min(self.fastest.get(c, dt), dt)
         if c != self.choice and dt > 1.5 * self.best[self.choice]:
