@@ -381,8 +381,8 @@ def _forward_core(params: dict, mxs: list, drop_mask=None, ws=None) -> dict:
     for (f, kF, kb), mx in zip(_branches(params), mxs):
         n, n_p, d = mx.shape
         nf = params[kF].shape[3]
-        c = np.matmul(mx.reshape(n * n_p, d), params[kF].reshape(d, nf),
-                      out=fastsgd.scratch(ws, kF, (n * n_p, nf), mx.dtype)).reshape(n, n_p * nf)
+        c = fastsgd.matmul_rows(mx.reshape(n * n_p, d), params[kF].reshape(d, nf),
+                                out=fastsgd.scratch(ws, kF, (n * n_p, nf), mx.dtype)).reshape(n, n_p * nf)
         c += np.tile(params[kb].reshape(nf), n_p)   # a broadcast over an inner nf is ~5x slower
         np.maximum(c, 0, out=c)
         hs.append(c)
@@ -752,7 +752,7 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
 
     def do_eval(t):
         t0 = time.perf_counter()
-        with blas_threads(threads.eval_threads()):     # big GEMMs: all cores unless others need one
+        with blas_threads(threads.eval_threads()):
             tr = evaluate(params, mx_ev, y_ev, cfg.lam, cfg.eps, tta=cfg.tta)
             te = evaluate(params, mx_te, y_test, cfg.lam, cfg.eps, tta=cfg.tta) if mx_te else None
         hist.t.append(int(t))

@@ -181,10 +181,12 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     fixed = runtime.thread_tuner(H.init_params(4, 100, 800), 100, 1)
     assert fixed.counts == (1,) and fixed.fixed and fixed.eval_threads() == 1
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
-    small = runtime.thread_tuner(H.init_params(2, 3, 50), 100, None)     # arch1: starts at 1
-    assert small.counts == (1, 2) and small.choice == 1 and not small.fixed
-    assert runtime.thread_tuner(H.init_params(4, 10, 50), 100, None).choice == 1   # arch2
-    assert runtime.thread_tuner(H.init_params(16, 160, 50), 100, None).choice == 2  # arch4
+    for arch in ((2, 3, 50), (4, 10, 50), (8, 40, 50)):                 # arch1-3: 1 thread
+        small = runtime.thread_tuner(H.init_params(*arch), 100, None)
+        assert small.counts == (1,) and small.choice == 1 and not small.fixed
+        assert small.eval_threads() == 1
+    wide = runtime.thread_tuner(H.init_params(16, 160, 50), 100, None)   # arch4: all cores
+    assert wide.counts == (1, 2) and wide.choice == 2
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 1)
     assert runtime.thread_tuner(H.init_params(4, 100, 800), 100, None).counts == (1,)
 
@@ -233,9 +235,9 @@ def test_busy_falls_back_to_the_load_average(monkeypatch):
         seen.append(tu.current)
         tu.after(t)
     assert set(seen) == {1}, "with no idle core the tuner must not try more BLAS threads"
-    assert tu.eval_threads() == 1
+    assert tu.eval_threads() == 1, "evaluations run at the training's own count"
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.9, 0.9, 0.9))
-    assert not tu.busy() and tu.eval_threads() == 2
+    assert not tu.busy()
     # this process's own threads count in the load average: alone on 2 cores with 2 BLAS
     # threads the load is about 2.3, and that is not a busy machine
     tu.current = 2
@@ -331,3 +333,25 @@ def test_thread_tuner_does_not_time_the_cold_first_update(monkeypatch):
     # update 0 (cold) is not timed; 3 at 2 threads, then 1 thread: one settling update, one
     # timed: 1.8x slower, cut short
     assert seen == [2, 2, 2, 2, 1, 1, 2, 2] and tu.choice == 2
+
+
+@pytest.mark.parametrize("N, d, c", [(6400, 48, 10), (5000, 48, 3), (6400, 12, 3), (6400, 48, 40), (100, 48, 10)])
+def test_chunked_skinny_products_equal_the_plain_ones(N, d, c):
+    """matmul_rows / gradient split tall, skinny products into row pieces (arch2's conv): the
+    same numbers up to float32 rounding, whether or not a shape is split."""
+    rng = np.random.default_rng(N + d + c)
+    A = rng.standard_normal((N, d)).astype(np.float32)
+    B = rng.standard_normal((d, c)).astype(np.float32)
+    G = rng.standard_normal((N, c)).astype(np.float32)
+    want = A.astype(np.float64) @ B
+    got = fastsgd.matmul_rows(A, B)
+    out = np.empty((N, c), np.float32)
+    assert fastsgd.matmul_rows(A, B, out=out) is out
+    for x in (got, out):
+        err = np.max(np.abs(x - want))
+        assert err < 1e-4 * np.max(np.abs(want)), f"matmul_rows off by {err:.3g} for {(N, d, c)}"
+    want_g = A.astype(np.float64).T @ G
+    g = fastsgd.gradient(A, G, (d, c))
+    err = np.max(np.abs(g - want_g))
+    assert g.shape == (d, c) and err < 1e-4 * np.max(np.abs(want_g)), f"gradient off by {err:.3g}"
+    assert fastsgd._skinny(A, c) == (N > fastsgd.CHUNK and c <= fastsgd.SKINNY and d >= 32)

@@ -160,9 +160,36 @@ def scratch(ws: dict | None, key, shape, dtype) -> np.ndarray | None:
     return buf
 
 
+# A tall, skinny product (many rows, few columns: arch2's conv, (6400 x 48) @ (48 x 10)) runs
+# ~25-35% faster on one OpenBLAS thread in pieces of CHUNK rows (measured: 0.16 vs 0.21 ms
+# forward, 0.15 vs 0.22 ms gradient; no gain with nf above ~16 or with patches of 12 values).
+CHUNK, SKINNY = 2048, 16
+
+
+def _skinny(A: np.ndarray, cols: int) -> bool:
+    return A.shape[0] > CHUNK and cols <= SKINNY and A.shape[1] >= 32
+
+
+def matmul_rows(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A @ B (A (N, d), B (d, c)), in pieces of CHUNK rows when the product is tall and skinny
+    (each row's dot products are the same either way)."""
+    if not _skinny(A, B.shape[1]):
+        return np.matmul(A, B, out=out)
+    out = np.empty((A.shape[0], B.shape[1]), np.result_type(A, B)) if out is None else out
+    for s in range(0, A.shape[0], CHUNK):
+        np.matmul(A[s:s + CHUNK], B, out=out[s:s + CHUNK])
+    return out
+
+
 def gradient(A: np.ndarray, B: np.ndarray, shape) -> np.ndarray:
-    """The unfused product A.T @ B reshaped to ``shape`` (what gemm_update subtracts)."""
-    return (A.T @ B).reshape(shape)
+    """The unfused product A.T @ B reshaped to ``shape`` (what gemm_update subtracts); a sum over
+    pieces of CHUNK rows when tall and skinny (see matmul_rows)."""
+    if not _skinny(A, B.shape[1]):
+        return (A.T @ B).reshape(shape)
+    g = A[:CHUNK].T @ B[:CHUNK]
+    for s in range(CHUNK, A.shape[0], CHUNK):
+        g += A[s:s + CHUNK].T @ B[s:s + CHUNK]
+    return g.reshape(shape)
 
 
 class Sink:

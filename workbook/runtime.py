@@ -38,10 +38,11 @@ def prefetch_batches(draw, fetch, T: int, background=None):
 
 
 def auto_threads(params: dict, batch_size: int = 100) -> int:
-    """The BLAS thread count train() starts with when cfg.threads is None: all cores when an
-    update is over ~100 MFLOP (arch4 and wider), else 1: on arch1-3 a second BLAS thread saves
-    at most ~15% of the step and costs the gather its core (measured on the arch2 protocol:
-    5.1-5.5 s of training at 1 thread, 6.1 s at 2). ThreadTuner then times both as it goes."""
+    """BLAS threads for train() when cfg.threads is None: all cores (ThreadTuner then times 1
+    against them as it goes) when an update is over ~100 MFLOP (arch4 and wider), else 1: on
+    arch1-3 a second BLAS thread saves at most ~15% of the step and takes the gather's core
+    (arch2 protocol: 4.2-5.1 s of training at 1 thread, 5.9-6.2 s at 2, and 4.7-6.1 s when
+    probing both now and then)."""
     nh, width = params["W1"].shape
     conv = sum(_check_f(v.shape[0]) * v.shape[0] ** 2 * 3 * v.shape[3]
                for k, v in params.items() if k.startswith("Fs"))
@@ -142,20 +143,24 @@ class ThreadTuner:
             return False
 
     def eval_threads(self) -> int:
-        """BLAS threads for an evaluation (big GEMMs: every core pays, unless the machine is busy)."""
-        if self.fixed:
-            return self.counts[0]
-        return 1 if self.busy() else (os.cpu_count() or 1)
+        """BLAS threads for an evaluation: the training's own count. (Evaluating arch2 at 2
+        threads was no faster than at 1, and the training at 1 thread after it was ~25% slower:
+        its protocol trained in 6.4-6.8 s instead of 4.7-5.9 s.)"""
+        return self.counts[0] if self.fixed else self.choice
 
     def _set(self, n: int) -> None:
-        for lib in self._libs:          # every time (~1 us): an outer limit may have changed it
-            lib.set_num_threads(n)
+        # only on a change (an evaluation's limit may have made one): OpenBLAS's set_num_threads
+        # is cheap itself but slowed the next GEMMs, ~0.2-0.4 ms per update on arch2 when called
+        # every update (its protocol trained in 5.8-7.2 instead of 4.5-4.9 s)
+        for lib in self._libs:
+            if lib.get_num_threads() != n:
+                lib.set_num_threads(n)
         self.current = n
 
     def before(self, t: int) -> None:
         """Call before update t: sets the BLAS thread count for it."""
-        if len(self.counts) == 1:       # a fixed count: train's own limit already holds it
-            self.current = self.counts[0]
+        if len(self.counts) == 1:
+            self._set(self.counts[0])
             return
         if t >= self.next_probe and not self.plan:
             if self.busy():
@@ -196,9 +201,9 @@ class ThreadTuner:
 
 
 def thread_tuner(params: dict, batch_size: int, threads: int | None) -> ThreadTuner:
-    """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 vs all cores, starting
-    where auto_threads says."""
+    """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 thread for nets too small
+    to gain (auto_threads), else all cores, probing 1 now and then."""
     if threads is not None:
         return ThreadTuner((threads,), fixed=True)
-    n = os.cpu_count() or 1
-    return ThreadTuner((1, n), start=auto_threads(params, batch_size)) if n > 1 else ThreadTuner((1,))
+    n = auto_threads(params, batch_size)
+    return ThreadTuner((1, n)) if n > 1 else ThreadTuner((1,))
