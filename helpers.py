@@ -784,7 +784,7 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
     ring, k = [[np.empty((B,) + m.shape[1:], dt) for m in mx_tr] for _ in range(2)], [0]
 
     def fetch(idx, choice):       # into ring slot k % 2: batch k is in use while k + 1 is filled
-        mb = [np.take(m, idx, axis=0, out=o) for m, o in zip(mx_tr, ring[k[0] % 2])]
+        mb = [np.take(m, idx, 0, o, "clip") for m, o in zip(mx_tr, ring[k[0] % 2])]  # (raise: 2x slower)
         k[0] += 1
         return mb if choice is None else [augment_mx(m, tb, choice) for m, tb in zip(mb, tables)]
 

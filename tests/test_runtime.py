@@ -2,6 +2,8 @@
 the plain spec update W <- W - eta (g + 2 lam W) up to float rounding, fall back to numpy for
 arrays BLAS cannot update in place, and train() gives bit-identical results whatever its BLAS
 thread count (so the ThreadTuner in workbook/runtime.py may switch counts freely)."""
+import time
+
 import numpy as np
 import pytest
 
@@ -155,6 +157,7 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: None)     # no /proc/stat: timed probes
     tu = runtime.ThreadTuner((1, 2), every=10, probe=2, max_every=40, first_probe=0)
     assert tu.choice == 2, "a wide net on an idle machine starts at all cores"
     cost = {1: 1.0, 2: 5.0}                    # 2 threads 5x slower: a busy machine
@@ -195,6 +198,7 @@ def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: None)     # no /proc/stat: timed probes
     tu = runtime.ThreadTuner((1, 2), every=50, probe=2, first_probe=0)
     cost = {1: 2.0, 2: 1.0}
     seen = []
@@ -252,9 +256,9 @@ def test_cpu_sample_reads_proc_stat():
     if s is None:
         pytest.skip("no /proc/stat here (not Linux)")
     wall, busy, own = s
-    x = 0.0
-    for i in range(200000):                    # burn a little CPU: both clocks must move
-        x += i
+    t0, x = time.process_time(), 0.0
+    while time.process_time() - t0 < 0.05:     # burn CPU: both clocks must move (10 ms ticks)
+        x += 1.0
     s2 = runtime.cpu_sample()
     assert s2[0] > wall and s2[2] > own and s2[1] >= busy
 
@@ -323,6 +327,7 @@ def test_thread_tuner_does_not_time_the_cold_first_update(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: None)     # no /proc/stat: timed probes
     tu = runtime.ThreadTuner((1, 2))                      # defaults: probe 3, first_probe 1
     seen = []
     for t in range(8):
@@ -355,3 +360,32 @@ def test_chunked_skinny_products_equal_the_plain_ones(N, d, c):
     err = np.max(np.abs(g - want_g))
     assert g.shape == (d, c) and err < 1e-4 * np.max(np.abs(want_g)), f"gradient off by {err:.3g}"
     assert fastsgd._skinny(A, c) == (N > fastsgd.CHUNK and c <= fastsgd.SKINNY and d >= 32)
+
+
+def test_thread_tuner_follows_other_programs_cpu_where_measured(monkeypatch):
+    """With /proc/stat readable, no timed probes: all cores while other programs leave a core
+    idle, 1 thread while they use more than half a core (checked every ``every`` updates, and
+    at once when an update turns 3x slower)."""
+    clock, wall, busy, own = [0.0], [0.0], [0.0], [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: (wall[0], busy[0], own[0]))
+    tu = runtime.ThreadTuner((1, 2), every=10)
+    seen, others = [], 0.0
+    for t in range(60):
+        if t == 25:
+            others = 1.0                        # a neighbour takes a whole core
+        if t == 45:
+            others = 0.0
+        tu.before(t)
+        seen.append(tu.current)
+        dt = 1.0 if tu.current == 1 else (0.6 if others < 0.5 else 6.0)
+        clock[0] += dt
+        wall[0] += dt
+        own[0] += dt * tu.current if others < 0.5 else dt
+        busy[0] += dt * tu.current + others * dt if others < 0.5 else 2 * dt
+        tu.after(t)
+    assert set(seen[:25]) == {2}, "idle machine: all cores, and no 1-thread probes"
+    # at t=25 the update turns 10x slower: re-check at once (t=26), which sees the neighbour;
+    # checks every 10 updates from there: t=46 still sees it over t=36..45, t=56 does not
+    assert seen[25] == 2 and set(seen[26:56]) == {1}
+    assert set(seen[56:]) == {2}, "the neighbour left: back to all cores"

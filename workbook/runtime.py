@@ -84,18 +84,20 @@ def cpu_sample():
 
 class ThreadTuner:
     """train()'s BLAS thread count for each update. ``counts`` (1,) or a fixed cfg.threads:
-    that count throughout. Otherwise it starts at ``start`` (default: the largest count; see
-    auto_threads) and, from update ``first_probe`` on (the first update of a run is slow at any
-    count), checks: on a busy machine (``busy``) 1 thread; else it probes ``probe`` updates at
-    the current count, then at each other count (cut short once 1.5x slower), and runs at the
-    count with the fastest update (more threads must win by 10%). The next check comes
-    ``every`` updates later, twice as late each time the choice stands (up to ``max_every``),
-    and at once if an update takes 3x the best time seen at that count (a neighbour started).
-    Why: on an idle machine 2 threads make a wide net's update up to ~1.9x faster, but when
-    another program holds a core a second BLAS thread spin-waits for it and the update gets
-    5-15x SLOWER (measured here). Results do not depend on the count (train's GEMMs split only
-    their outputs between threads; tests/test_runtime.py checks that 1 and 2 threads train
-    bit-identically).
+    that count throughout. Otherwise it starts at ``start`` (default: the largest count) and,
+    from update ``first_probe`` on (the first update of a run is slow at any count), checks
+    every ``every`` updates, and at once when an update takes 3x the fastest seen at its count
+    (a neighbour started): where /proc/stat tells how much CPU other programs used since the
+    last check (``others_cores``), all cores unless they used more than half a core, else 1;
+    elsewhere (no /proc/stat) on a busy machine (load average, ``busy``) 1 thread, else it
+    probes ``probe`` updates at the current count, then at each other count (after one
+    untimed settling update; cut short once 1.5x slower), and runs at the count with the
+    fastest update (more threads must win by 10%; the interval doubles while the choice
+    stands, up to ``max_every``). Why: on an idle machine 2 threads make a wide net's update up
+    to ~1.9x faster, but when another program holds a core a second BLAS thread spin-waits for
+    it and the update gets 5-15x SLOWER (measured here). Results do not depend on the count
+    (train's GEMMs split only their outputs between threads; tests/test_runtime.py checks that
+    1 and 2 threads train bit-identically).
     """
 
     def __init__(self, counts, every: int = 100, probe: int = 3, max_every: int = 3200,
@@ -163,7 +165,11 @@ class ThreadTuner:
             self._set(self.counts[0])
             return
         if t >= self.next_probe and not self.plan:
-            if self.busy():
+            others = self.others_cores()
+            if others is not None:         # measured: all cores unless others use half of one
+                self.choice = self.counts[0] if others > 0.5 else self.counts[-1]
+                self.next_probe = t + self.first_every
+            elif self.busy():
                 self.choice, self.next_probe = min(self.counts), t + self.first_every
             else:
                 order = (self.choice,) + tuple(c for c in self.counts if c != self.choice)
@@ -181,9 +187,11 @@ class ThreadTuner:
         dt = time.perf_counter() - self.t0
         c = self.current
         if not self.plan:
-            self._last = c
-            if dt > 3.0 * self.fastest.get(c, float("inf")) and c != min(self.counts):
+            if c == self._last and dt > 3.0 * self.fastest.get(c, float("inf")) and c != min(self.counts):
                 self.next_probe = t + 1                       # much slower than before: re-check
+            if c == self._last:
+                self.fastest[c] = min(self.fastest.get(c, dt), dt)
+            self._last = c
             return
         self.plan.pop(0)
         settling, self._last = c != self._last, c
