@@ -389,3 +389,24 @@ def test_thread_tuner_follows_other_programs_cpu_where_measured(monkeypatch):
     # checks every 10 updates from there: t=46 still sees it over t=36..45, t=56 does not
     assert seen[25] == 2 and set(seen[26:56]) == {1}
     assert set(seen[56:]) == {2}, "the neighbour left: back to all cores"
+
+
+def test_thread_tuner_reads_a_busy_machine_within_a_few_updates(monkeypatch):
+    """/proc/stat counts in 10 ms ticks, so a reading needs >= 0.2 s; until then the tuner looks
+    again at every update, instead of running 100 updates at 2 threads beside a neighbour."""
+    clock = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    state = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    monkeypatch.setattr(runtime, "cpu_sample", lambda: (state["wall"], state["busy"], state["own"]))
+    tu = runtime.ThreadTuner((1, 2), every=100)
+    seen = []
+    for t in range(10):
+        tu.before(t)
+        seen.append(tu.current)
+        dt = 0.05
+        clock[0] += dt
+        state["wall"] += dt
+        state["own"] += dt                        # a neighbour holds the other core throughout
+        state["busy"] += 2 * dt
+        tu.after(t)
+    assert seen[:4] == [2, 2, 2, 2] and set(seen[4:]) == {1}, seen

@@ -117,28 +117,30 @@ class ThreadTuner:
         if len(self.counts) > 1 and self.busy():
             self.choice = self.counts[0]
 
-    def others_cores(self) -> float | None:
-        """Cores' worth of CPU that OTHER programs used over the last window of at least 50 ms
-        (the latest such window; 0.0 before the first; None where /proc/stat is unreadable)."""
+    def others_cores(self, min_window: float = 0.2) -> float | None:
+        """Cores' worth of CPU that OTHER programs used since the last reading, once at least
+        ``min_window`` seconds have passed (/proc/stat counts in 10 ms ticks); NaN before that;
+        None where /proc/stat is unreadable."""
         new = cpu_sample()
         if new is None or self._sample is None:
             return None
         old = self._sample
-        if new[0] - old[0] >= 0.05:
-            self._others = max(0.0, (new[1] - old[1]) - (new[2] - old[2])) / (new[0] - old[0])
-            self._sample = new
+        if new[0] - old[0] < min_window:
+            return float("nan")
+        self._others = max(0.0, (new[1] - old[1]) - (new[2] - old[2])) / (new[0] - old[0])
+        self._sample = new
         return self._others
 
     def busy(self) -> bool:
         """No idle core beside this process: other programs used more than half a core lately
-        (/proc/stat's busy time less this process's own CPU time). Where that cannot be read,
-        the 1-minute load average less this process's BLAS threads. On a busy machine more BLAS
-        threads would only fight other programs for cores, so the tuner does not even probe
-        them. (The load average is a poor witness: it still counts this process's own previous
-        run, or torch's, for a minute.)"""
+        (/proc/stat's busy time less this process's own CPU time; the last reading while the
+        current window is short). Where that cannot be read, the 1-minute load average less
+        this process's BLAS threads. On a busy machine more BLAS threads would only fight other
+        programs for cores. (The load average is a poor witness: it still counts this
+        process's own previous run, or torch's, for a minute.)"""
         others = self.others_cores()
         if others is not None:
-            return others > 0.5
+            return (self._others if others != others else others) > 0.5
         try:
             return os.getloadavg()[0] - (self.current or 1) > (os.cpu_count() or 1) - 1.5
         except (AttributeError, OSError):
@@ -166,7 +168,9 @@ class ThreadTuner:
             return
         if t >= self.next_probe and not self.plan:
             others = self.others_cores()
-            if others is not None:         # measured: all cores unless others use half of one
+            if others is not None and others != others:    # window still short: next update
+                self.next_probe = t + 1
+            elif others is not None:       # measured: all cores unless others use half of one
                 self.choice = self.counts[0] if others > 0.5 else self.counts[-1]
                 self.next_probe = t + self.first_every
             elif self.busy():
