@@ -214,8 +214,8 @@ def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):
     assert seen[20:23] == [2, 2, 2] and set(seen[23:]) == {1} and tu.choice == 1
 
 
-def test_busy_counts_other_programs_cpu_not_this_processs(monkeypatch):
-    """busy(): CPU used by OTHER programs over the last >= 50 ms window, from /proc/stat's busy
+def test_busy_counts_other_programs_cpu_not_this_process(monkeypatch):
+    """busy(): CPU used by OTHER programs over the last >= 0.2 s window, from /proc/stat's busy
     time less this process's own CPU time (fake samples here)."""
     samples = iter([(0.0, 0.0, 0.0),          # at construction
                     (0.01, 0.0, 0.0),          # its own first check: too short to tell
