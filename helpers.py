@@ -748,7 +748,7 @@ def _train(params, X_train, y_train, cfg: TrainConfig, X_test, y_test, data_name
     keep, nh = 1.0 - cfg.dropout, params["W1"].shape[0]
     Ws = whitening.patch_whitening(X_train, filter_sizes(params), cfg.whiten) if cfg.whiten else {}
     whitening.start(params, Ws)                    # filters learn in whitened coordinates
-    threads = thread_tuner(params, B, cfg.threads)   # BLAS threads: 1 or all cores, whichever is faster
+    threads = thread_tuner(params, B, cfg.threads)   # BLAS threads per update: workbook/runtime.py
 
     def do_eval(t):
         t0 = time.perf_counter()

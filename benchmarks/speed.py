@@ -230,7 +230,8 @@ class NumpyRunner:
 
 
 class TorchTwin:
-    """The same network in torch (CPU, float32, NCHW), started from the same weights.
+    """The same network in torch (CPU, float32, NCHW), started from the same weights: a check
+    that the update the benchmark times is the one torch computes (tests/test_benchmark.py).
 
     params: helpers' spec layout (Fs (f, f, 3, nf), b0 (nf, 1), W1 (nh, n_p*nf), b1 (nh, 1),
     W2 (K, nh), b2 (K, 1)), single filter size. The conv weight is Fs.transpose(3, 2, 0, 1)
@@ -273,44 +274,6 @@ class TorchTwin:
         d = lambda a: a.detach().numpy().copy()  # noqa: E731
         return {"Fs": d(self.w).transpose(2, 3, 1, 0).copy(), "b0": d(self.b0)[:, None],
                 "W1": d(self.W1), "b1": d(self.b1)[:, None], "W2": d(self.W2), "b2": d(self.b2)[:, None]}
-
-
-class TorchRunner:
-    """TorchTwin on mini-batches gathered (index_select) from one preallocated NCHW float32
-    tensor holding the whole dataset (it shares memory with data['Xr']). With ``one_thread``
-    it runs with torch.set_num_threads(1) (torch's best setting for small nets on a few cores)."""
-    one_thread = False
-
-    def __init__(self, arch, data: dict, idx: np.ndarray, lam: float = LAM, eta: float = ETA,
-                 seed: int = 0):
-        _, f, nf, nh = _arch(arch)
-        self.twin = TorchTwin(H.init_params(f, nf, nh, K=K, seed=seed), lam, eta)
-        torch = self.twin.torch
-        n = data["Xr"].shape[0]
-        self.X = torch.from_numpy(data["Xr"]).view(n, 3, 32, 32)
-        self.y = torch.from_numpy(data["y"])
-        self.idx = [torch.from_numpy(np.ascontiguousarray(i)) for i in idx]
-        self.t = 0
-
-    def run(self, k: int) -> float:
-        X, y, idx, step = self.X, self.y, self.idx, self.twin.step
-        torch = self.twin.torch
-        nb = len(idx)
-        old = torch.get_num_threads()
-        if self.one_thread:
-            torch.set_num_threads(1)
-        try:
-            t0 = time.perf_counter()
-            for _ in range(k):
-                ib = idx[self.t % nb]
-                self.t += 1
-                loss = step(X.index_select(0, ib), y.index_select(0, ib))
-            dt = time.perf_counter() - t0
-        finally:
-            torch.set_num_threads(old)
-        if k and not np.isfinite(loss):
-            raise FloatingPointError(f"torch run diverged (loss {loss})")
-        return dt
 
 
 class TrainRunner:
@@ -455,7 +418,7 @@ def update_times(arch, impls=("numpy", "torch"), n_updates: int = 200, repeats: 
     'numpy': helpers.train itself (TrainRunner: hist.time_train / updates); 'numpy_step':
     helpers.train_step on prefetched batches; 'torch': the plain idiomatic torch loop
     (PlainTorchRunner) at ``threads``; 'torch1': the same at 1 thread; 'torch:VARIANT' (e.g.
-    'torch:t2_cl', see _torch_variants); 'twin': the weight-for-weight torch twin (TorchTwin).
+    'torch:t2_cl', see _torch_variants).
     Each repeat times ``n_updates`` consecutive updates; the repeats of the implementations
     alternate (interleaved), so load from other programs hits all alike. data: from make_data
     (``n_data`` images if None). ``screen``: after the first repeat, 'torch:' variants slower
@@ -464,7 +427,7 @@ def update_times(arch, impls=("numpy", "torch"), n_updates: int = 200, repeats: 
     """
     if n_updates < 1 or repeats < 1 or warmup < 0:
         raise ValueError("need n_updates >= 1, repeats >= 1 and warmup >= 0")
-    fixed = {"numpy", "numpy_step", "torch", "torch1", "twin"}
+    fixed = {"numpy", "numpy_step", "torch", "torch1"}
     bad = [i for i in impls if i not in fixed and not i.startswith("torch:")]
     if bad:
         raise ValueError(f"unknown implementations {sorted(bad)}; use {sorted(fixed)} or 'torch:t1' etc.")
@@ -472,19 +435,17 @@ def update_times(arch, impls=("numpy", "torch"), n_updates: int = 200, repeats: 
     n = data["Xr"].shape[0]
     idx = batch_indices(n, min(max(n // BATCH, 1), warmup + n_updates * repeats), BATCH, seed)
     out, runners = {}, {}
-    if any(i.startswith("torch") or i == "twin" for i in impls):
+    if any(i.startswith("torch") for i in impls):
         _torch()  # import before thread_limit, so that it limits torch's thread pools too
     with thread_limit(threads) as cap:
         for impl in impls:
-            if (impl.startswith("torch") or impl == "twin") and _torch() is None:
+            if impl.startswith("torch") and _torch() is None:
                 out[impl] = None
                 continue
             if impl == "numpy":
                 r = TrainRunner(arch, data, idx, lam, eta, seed, cap=cap)
             elif impl == "numpy_step":
                 r = NumpyRunner(arch, data, idx, lam, eta, seed)
-            elif impl == "twin":
-                r = TorchRunner(arch, data, idx, lam, eta, seed)
             else:
                 v = {"torch": f"t{cap}", "torch1": "t1"}.get(impl) or impl.split(":", 1)[1]
                 r = PlainTorchRunner(arch, data, idx, lam, eta, seed, variant=v)

@@ -1,5 +1,6 @@
 """Smoke tests for benchmarks/speed.py with tiny settings (schema and correctness, never times),
-and the check that the torch twin it times computes the same update as helpers.train_step."""
+and the check that its weight-for-weight torch twin (speed.TorchTwin) computes the same update
+as helpers.train_step."""
 import json
 import math
 import sys

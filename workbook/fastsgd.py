@@ -16,7 +16,9 @@ Fortran ?gemm on the transposed views (W.T <- beta W.T - B.T @ A); else numpy.
 Only weights of FUSE_MIN or more elements are fused (on small ones it saves nothing), and
 anything unusual (not float32/float64, mixed dtypes, non-contiguous, read-only or aliased
 arrays) takes the plain numpy expressions, which give the same numbers up to float
-rounding (a read-only W raises). Nothing here changes what is computed, only how.
+rounding (a read-only W raises). Also here, the same kind of speed-only helpers: ``scratch``
+(buffers reused across updates), ``matmul_rows`` / ``gradient`` (tall, skinny products in row
+pieces). Nothing here changes what is computed, only how.
 """
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ def prefetch_batches(draw, fetch, T: int, background=None):
 
 
 def auto_threads(params: dict, batch_size: int = 100) -> int:
-    """BLAS threads for train() when cfg.threads is None: all cores (ThreadTuner then times 1
-    against them as it goes) when an update is over ~100 MFLOP (arch4 and wider), else 1: on
+    """BLAS threads for train() when cfg.threads is None: all cores (ThreadTuner then drops to 1
+    while other programs need a core) when an update is over ~100 MFLOP (arch4 and wider), else 1: on
     arch1-3 a second BLAS thread saves at most ~15% of the step and takes the gather's core
     (arch2 protocol: 4.2-5.1 s of training at 1 thread, 5.9-6.2 s at 2, and 4.7-6.1 s when
     probing both now and then)."""
@@ -141,6 +141,9 @@ class ThreadTuner:
         others = self.others_cores()
         if others is not None:
             return (self._others if others != others else others) > 0.5
+        return self._loadavg_busy()
+
+    def _loadavg_busy(self) -> bool:
         try:
             return os.getloadavg()[0] - (self.current or 1) > (os.cpu_count() or 1) - 1.5
         except (AttributeError, OSError):
@@ -170,11 +173,10 @@ class ThreadTuner:
             others = self.others_cores()
             if others is not None and others != others:    # window still short: next update
                 self.next_probe = t + 1
-            elif others is not None:       # measured: all cores unless others use half of one
-                self.choice = self.counts[0] if others > 0.5 else self.counts[-1]
+            elif others is not None or self._loadavg_busy():   # known: no timed probe needed
+                busy = others is None or others > 0.5      # (without /proc/stat: busy by load)
+                self.choice = self.counts[0] if busy else self.counts[-1]
                 self.next_probe = t + self.first_every
-            elif self.busy():
-                self.choice, self.next_probe = min(self.counts), t + self.first_every
             else:
                 order = (self.choice,) + tuple(c for c in self.counts if c != self.choice)
                 # the first update after a switch settles (the gather moves between threads,
@@ -214,7 +216,7 @@ class ThreadTuner:
 
 def thread_tuner(params: dict, batch_size: int, threads: int | None) -> ThreadTuner:
     """The ThreadTuner for a run: a fixed ``threads`` if given; else 1 thread for nets too small
-    to gain (auto_threads), else all cores, probing 1 now and then."""
+    to gain (auto_threads), else all cores, and 1 while other programs need a core."""
     if threads is not None:
         return ThreadTuner((threads,), fixed=True)
     n = auto_threads(params, batch_size)

@@ -49,7 +49,7 @@ def _filters(params: dict, Ws: dict):
 def start(params: dict, Ws: dict) -> None:
     """In place: Fs <- W Fs, i.e. the He initialisation read as whitened-coordinate filters."""
     for k, f, F in _filters(params, Ws):
-        F[...] = Ws[f].astype(F.dtype) @ F
+        F[...] = Ws[f].astype(F.dtype, copy=False) @ F
 
 
 def precondition(params: dict, before: dict, Ws: dict, decay: float) -> None:
@@ -58,5 +58,5 @@ def precondition(params: dict, before: dict, Ws: dict, decay: float) -> None:
     coordinates. ``decay`` = 1 - 2 eta lam, as in train_step."""
     for k, f, F in _filters(params, Ws):
         old = before[k].reshape(F.shape)
-        W = Ws[f].astype(F.dtype)
+        W = Ws[f].astype(F.dtype, copy=False)
         F[...] = decay * old + W @ (W @ (F - decay * old))
