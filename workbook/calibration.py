@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers import _targets
-from workbook.checks import _check_eps
+from helpers import one_hot, smooth_targets
 
 
 def _check_scores_labels(S: np.ndarray, y: np.ndarray, what: str = "S") -> tuple:
@@ -26,11 +25,10 @@ def _check_scores_labels(S: np.ndarray, y: np.ndarray, what: str = "S") -> tuple
 def ls_targets(y: np.ndarray, K: int, eps: float, dtype=np.float64) -> np.ndarray:
     """Label-smoothed targets in the spec layout: (K, n) ``dtype``, 1-eps on the true class and
     eps/(K-1) on every other class (eq. 23). y: (n,) int labels. eps=0 gives one-hot."""
-    eps = _check_eps(eps)
     y = np.asarray(y).astype(np.int64).ravel()
     if K < 2 or (y.size and (y.min() < 0 or y.max() >= K)):
         raise ValueError(f"need K >= 2 and labels in [0, K); got K={K}")
-    return np.ascontiguousarray(_targets(y, K, eps, dtype).T)
+    return smooth_targets(one_hot(y, K, dtype), eps)
 
 
 def ls_cross_entropy(S: np.ndarray, y: np.ndarray, eps: float = 0.0) -> float:

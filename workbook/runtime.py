@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from workbook.checks import _check_f
+from helpers import check_f
 
 
 def prefetch_batches(draw, fetch, T: int, background=None):
@@ -37,17 +37,26 @@ def prefetch_batches(draw, fetch, T: int, background=None):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def update_flops(params: dict, batch_size: int = 100) -> float:
+    """The GEMM FLOPs (2 per multiply-add) of one training update at this batch size, the one
+    cost model of the project (the benchmark's bound and the engine's time estimates use it).
+    Each fully connected layer has 3 GEMMs (forward, input gradient, weight gradient), the
+    convolution 2 (forward, filter gradient: the images need no gradient). Elementwise work
+    (bias, ReLU, softmax, the SGD step) is left out. params: spec-layout parameters."""
+    nh, width = params["W1"].shape
+    K = params["W2"].shape[0]
+    conv = sum(check_f(v.shape[0]) * v.shape[0] ** 2 * 3 * v.shape[3]
+               for k, v in params.items() if k.startswith("Fs"))
+    return 2.0 * batch_size * (2 * conv + 3 * width * nh + 3 * nh * K)
+
+
 def auto_threads(params: dict, batch_size: int = 100) -> int:
     """BLAS threads for train() when cfg.threads is None: all cores (ThreadTuner then drops to 1
     while other programs need a core) when an update is over ~100 MFLOP (arch4 and wider), else 1: on
     arch1-3 a second BLAS thread saves at most ~15% of the step and takes the gather's core
     (arch2 protocol: 4.2-5.1 s of training at 1 thread, 5.9-6.2 s at 2, and 4.7-6.1 s when
     probing both now and then)."""
-    nh, width = params["W1"].shape
-    conv = sum(_check_f(v.shape[0]) * v.shape[0] ** 2 * 3 * v.shape[3]
-               for k, v in params.items() if k.startswith("Fs"))
-    flops = 6 * batch_size * (width * nh + conv)
-    return (os.cpu_count() or 1) if flops > 100e6 else 1
+    return (os.cpu_count() or 1) if update_flops(params, batch_size) > 100e6 else 1
 
 
 def blas_threads(threads):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbook.layout import mx_batch_first
+
 
 def patch_whitening(X: np.ndarray, fs, reg: float, n_sample: int = 10000, seed: int = 123) -> dict:
     """ZCA matrices W (d, d) per filter size f, from ``n_sample`` training images.
@@ -23,7 +25,6 @@ def patch_whitening(X: np.ndarray, fs, reg: float, n_sample: int = 10000, seed: 
     recipe). W = U diag(1/sqrt(s + reg*s_max)) U^T, scaled so that whitened coordinates have unit
     mean variance. Returns {f: W} in X's dtype (float32 for float32 data).
     """
-    from helpers import mx_batch_first
     if not np.isfinite(reg) or reg <= 0:
         raise ValueError(f"whitening regulariser must be a positive number (e.g. 0.01); got {reg}")
     rng = np.random.default_rng(seed)
