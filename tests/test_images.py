@@ -72,7 +72,9 @@ def test_png_round_trip_into_official_layout_with_labels(folder, tmp_path):
     _save(root / "train" / "bee" / "0001.png", arr)
 
     d = load_image_folder(root, cache_dir=tmp_path / "cache", progress=False)
-    assert set(d) == {"X_train", "y_train", "X_test", "y_test", "label_names", "folder", "name"}
+    assert set(d) == {"X_train", "y_train", "X_test", "y_test", "label_names", "folder", "name",
+                      "converted"}
+    assert d["converted"] == {"16-bit": 0, "transparent": 0}
     assert d["label_names"] == ["ant", "bee", "cat"]               # sorted folder names
     assert d["X_train"].shape == (3072, 12) and d["X_train"].dtype == np.uint8
     assert d["X_test"].shape == (3072, 6) and d["X_test"].dtype == np.uint8

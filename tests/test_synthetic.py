@@ -59,8 +59,7 @@ def test_synthetic_labels_carry_signal():
 
 
 def test_synthetic_pool_cache(monkeypatch, isolated_data):
-    for mod in (data, synthetic):
-        monkeypatch.setattr(mod, "_N_POOL", {"train": 1000, "test": 300})
+    monkeypatch.setattr(synthetic, "N_POOL", {"train": 1000, "test": 300})
     monkeypatch.setattr(synthetic, "_CACHE_MIN", 100)
     d1 = data.load_dataset(source="synthetic", n_val=100, verbose=False)
     files = sorted(p.name for p in isolated_data.iterdir())

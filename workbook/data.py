@@ -6,30 +6,17 @@ an error naming the file before any work is done."""
 from __future__ import annotations
 
 import codecs
-import glob
-import hashlib
-import http.client
 import os
 import pickle
-import shutil
-import signal
-import tarfile
-import tempfile
-import threading
-import time
-import urllib.error
-import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from helpers import one_hot
-from workbook import config, images
+from workbook import config, files, images, synthetic
 from workbook.checks import nonfinite_columns
 from workbook.config import is_fast
-from workbook.synthetic import (SYNTHETIC_LABELS, _N_POOL, _synthetic_part)
+from workbook.files import DownloadError, md5_file, safe_extract  # noqa: F401 (public here too)
 
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -44,212 +31,13 @@ _HOW_TO_GET = (f"download {CIFAR10_URL} yourself, extract it and set "
                f"CIFAR10_DIR=/path/to/{_CIFAR10_FOLDER} (or put the folder in {config.DATA_DIR})")
 
 
-class DownloadError(RuntimeError):
-    """A download failed (network error, HTTP error, or a checksum that never matched)."""
-
-
-def md5_file(path, chunk: int = 1 << 20) -> str:
-    """Hex md5 digest of the file at ``path``, read in ``chunk``-byte pieces."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fetch_once(url: str, tmp: Path, chunk: int, timeout: float, progress: bool,
-                desc: str) -> str:
-    """Stream ``url`` into the file ``tmp``; return the md5 of what was written."""
-    h = hashlib.md5(usedforsecurity=False)
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        total = resp.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
-        got = 0
-        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                          unit_divisor=1024, desc=desc,
-                                          disable=not progress, leave=False) as bar:
-            while True:
-                block = resp.read(chunk)
-                if not block:
-                    break
-                out.write(block)
-                h.update(block)
-                got += len(block)
-                bar.update(len(block))
-    if total is not None and got != total:
-        raise DownloadError(f"download of {url} was cut short ({got} of {total} bytes)")
-    return h.hexdigest()
-
-
-_STALE_PART_S = 3600      # a .part file untouched this long belongs to a killed download
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived while download_file ran (raised by its temporary handler)."""
-
-    @classmethod
-    def raise_(cls, signum, frame):
-        raise cls(signum)
-
-
-def _remove_stale_parts(dest: Path) -> None:
-    """Delete dest's ``.<name>.*.part`` files untouched for _STALE_PART_S (SIGKILL leftovers:
-    a live download rewrites its .part every chunk, and times out after ``timeout`` s)."""
-    now = time.time()
-    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
-        try:
-            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > _STALE_PART_S:
-                p.unlink()
-        except OSError:
-            pass
-
-
 def download_file(url: str, dest, md5: str | None = None, retries: int = 1,
                   chunk: int = 1 << 20, timeout: float = 60.0, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` atomically, with a progress bar and an md5 check.
+    """files.download_file (atomic, md5-checked, retried, no partial file on any failure),
+    with errors that say how to get CIFAR-10 by hand (CIFAR10_DIR). Returns ``dest``."""
+    return files.download_file(url, dest, md5=md5, retries=retries, chunk=chunk,
+                               timeout=timeout, progress=progress, advice=_HOW_TO_GET)
 
-    The bytes go to a temporary file ``.<name>.XXXX.part`` in dest's folder, renamed onto
-    ``dest`` only when complete and (if ``md5`` is given) checksum-correct; a mismatch or a
-    transfer cut short is retried ``retries`` more times. No partial file is left behind
-    (mismatch, network error, Ctrl-C, or SIGTERM: from the main thread, a temporary handler
-    deletes it, then hands the signal on, so the process still dies of it by default).
-    Stale .part files of ``dest`` (untouched for an hour: SIGKILL) are deleted first.
-    Two downloads to the same ``dest`` at once are not supported. Returns ``dest`` (Path).
-
-    Raises DownloadError (a RuntimeError) when the server cannot be reached, answers with an
-    HTTP error, or the checksum never matches; the message names the URL and CIFAR10_DIR.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_parts(dest)
-    prev = None
-    if threading.current_thread() is threading.main_thread():
-        prev = signal.getsignal(signal.SIGTERM)
-        if prev is signal.SIG_DFL or callable(prev):
-            signal.signal(signal.SIGTERM, _Terminated.raise_)
-        else:                                   # SIG_IGN, or a handler set outside Python
-            prev = None
-    try:
-        return _download(url, dest, md5, retries, chunk, timeout, progress)
-    except _Terminated as exc:                  # the .part file is already deleted
-        signal.signal(signal.SIGTERM, prev)
-        if callable(prev):
-            prev(exc.args[0], None)
-        else:                                   # SIG_DFL: die of SIGTERM, as without us
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)
-        raise DownloadError(f"download of {url} was stopped by SIGTERM; the partial file "
-                            f"was deleted") from None
-    finally:
-        if prev is not None:
-            signal.signal(signal.SIGTERM, prev)
-
-
-def _download(url, dest: Path, md5, retries, chunk, timeout, progress) -> Path:
-    """The body of download_file (dest's folder exists)."""
-    tmp, last = None, ""
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part",
-                                        dir=dest.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        for _ in range(retries + 1):
-            try:
-                digest = _fetch_once(url, tmp, chunk, timeout, progress, dest.name)
-            except DownloadError as exc:           # cut short: worth another try
-                last = str(exc)
-                continue
-            except http.client.IncompleteRead as exc:
-                last = f"download of {url} was cut short ({exc!r})"
-                continue
-            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-                # URLError/HTTPError/timeouts/connection resets are all OSError;
-                # ValueError is urllib's "unknown url type".
-                reason = getattr(exc, "reason", None) or exc
-                raise DownloadError(
-                    f"could not download {url}: {reason}. If you are offline, "
-                    f"{_HOW_TO_GET}.") from exc
-            if md5 is None or digest == md5.lower():
-                os.chmod(tmp, 0o644)               # mkstemp makes it private (0600)
-                os.replace(tmp, dest)
-                return dest
-            last = f"md5 mismatch (expected {md5}, got {digest})"
-            tmp.unlink(missing_ok=True)
-        raise DownloadError(
-            f"download of {url} failed {retries + 1} time(s): {last}. The file was deleted; "
-            f"a proxy or a broken mirror may be interfering. To continue, {_HOW_TO_GET}.")
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)    # no partial file, whatever happened
-
-
-def _check_member(m: tarfile.TarInfo, dest_resolved: Path) -> None:
-    name = m.name
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
-        raise ValueError(f"refusing to extract {name!r}: absolute path in archive")
-    if m.issym() or m.islnk():
-        raise ValueError(f"refusing to extract {name!r}: links are not allowed in the archive")
-    if not (m.isfile() or m.isdir()):
-        raise ValueError(f"refusing to extract {name!r}: not a regular file or folder")
-    target = (dest_resolved / name).resolve()
-    if target != dest_resolved and dest_resolved not in target.parents:
-        raise ValueError(f"refusing to extract {name!r}: it would land outside {dest_resolved}")
-
-
-def _refuse_existing(names, dest: Path, tar_path: Path) -> None:
-    """FileExistsError when any of the top-level ``names`` already exists in dest."""
-    clash = sorted(n for n in names if os.path.lexists(dest / n))
-    if clash:
-        raise FileExistsError(
-            f"refusing to extract {tar_path} into {dest}: {', '.join(clash)} already "
-            f"exist(s) there and would be replaced. Nothing was extracted and nothing was "
-            f"changed. Move or rename {'it' if len(clash) == 1 else 'them'} (or extract "
-            f"somewhere else), then try again.")
-
-
-def safe_extract(tar_path, dest) -> list[Path]:
-    """Extract the (gzipped) tar archive ``tar_path`` into the folder ``dest``, safely.
-
-    Every member is checked before anything is written: absolute paths, paths that resolve
-    outside ``dest`` (``..``), links and special files raise ValueError; a top-level entry
-    that already exists in ``dest`` raises FileExistsError (nothing in ``dest`` is ever
-    replaced or deleted). The archive is unpacked into a temporary folder inside ``dest``,
-    then each top-level entry is renamed into place, so a truncated or corrupt archive
-    raises RuntimeError and leaves nothing behind. Returns the top-level paths created.
-    """
-    tar_path, dest = Path(tar_path), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    dest_resolved = dest.resolve()
-    tmp = None
-    try:
-        try:
-            with tarfile.open(tar_path, "r:*") as tar:
-                members = tar.getmembers()          # reads the whole archive: finds truncation
-                for m in members:
-                    _check_member(m, dest_resolved)
-                _refuse_existing({Path(m.name).parts[0] for m in members
-                                  if Path(m.name).parts}, dest, tar_path)
-                tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(tmp, members=members, filter="data")
-                else:                                # pragma: no cover (Python < 3.11.4)
-                    tar.extractall(tmp, members=members)
-        except (ValueError, FileExistsError):
-            raise
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            if isinstance(exc, getattr(tarfile, "FilterError", ())):
-                raise ValueError(f"refusing to extract {tar_path}: {exc}") from exc
-            raise RuntimeError(
-                f"the archive {tar_path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
-                f"nothing was extracted. Delete it and download it again.") from exc
-        entries = sorted(tmp.iterdir())
-        _refuse_existing([e.name for e in entries], dest, tar_path)   # again: just in case
-        for entry in entries:
-            os.rename(entry, dest / entry.name)
-        return [dest / e.name for e in entries]
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cifar10_dir(root=None) -> Path:
@@ -478,8 +266,9 @@ def _check_data(X, name: str, rows: int | None = None, chunk: int = 1024) -> np.
 def mean_std(X, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std over the columns of X (d, n), in float64, chunked.
 
-    Returns mean (d, 1) float64 and std (d, 1) float64 (population std; zeros become 1 so
-    that dividing by it is always safe). Integer data (e.g. uint8 pixels) is summed exactly
+    Returns mean (d, 1) float64 and std (d, 1) float64 (population std; a dimension that is
+    constant, std 0 or only rounding noise below 1e-9 of its mean, gets std 1, so that
+    dividing by it is always safe and maps it to 0, never NaN or noise). Integer data (e.g. uint8 pixels) is summed exactly
     in one pass; float data uses two passes. NaN/inf or a non-numeric dtype: ValueError.
     """
     X = _check_data(X, "X")
@@ -506,7 +295,7 @@ def mean_std(X, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
             s2 += B.sum(axis=0)
         var = s2 / n
     std = np.sqrt(var)
-    std[std == 0] = 1.0
+    std[(std == 0) | (std <= 1e-9 * np.abs(mean))] = 1.0     # constant: no spread to divide
     return mean[:, None], std[:, None]
 
 
@@ -524,6 +313,19 @@ def _standardise(X, mean, std, dtype, chunk: int = 256) -> np.ndarray:
     return out.T
 
 
+def check_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """np.dtype(dtype) when it is float32 or float64, else ValueError naming ``name``
+    (normalised data must be floating point: an integer dtype would round it all to 0)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be np.float32 or np.float64 (normalised data is "
+                         f"floating point); got {dtype!r}")
+    return dt
+
+
 def normalise(X_train, *others, dtype=np.float32):
     """Standardise with the training set's per-dimension statistics.
 
@@ -532,12 +334,18 @@ def normalise(X_train, *others, dtype=np.float32):
     array is mapped to (X - mean) * (1 / std), computed in ``dtype``.
     Returns (X_train_n, *others_n, mean, std): each X (3072, ·) ``dtype``, mean (3072, 1)
     ``dtype``, std (3072, 1) ``dtype``. Every array is checked first (2-D, real, no NaN/inf,
-    the same number of rows): ValueError naming it, before any work.
+    the same number of rows): ValueError naming it, before any work; so is a ``dtype`` other
+    than float32/float64, and a spread too small for ``dtype`` (1/std overflows).
     """
+    dtype = check_dtype(dtype)
     X_train = _check_data(X_train, "X_train")
     others = [_check_data(X, f"array {i + 2} (after X_train)", X_train.shape[0])
               for i, X in enumerate(others)]
     mean, std = mean_std(X_train)
+    with np.errstate(over="ignore"):
+        if not np.isfinite((1.0 / std).astype(dtype)).all():
+            raise ValueError(f"X_train's per-dimension spread is too small for {dtype} (min "
+                             f"std {std.min():.3g}); pass dtype=np.float64 or rescale the data")
     out = [_standardise(X, mean, std, dtype) for X in (X_train, *others)]
     return (*out, mean.astype(dtype), std.astype(dtype))
 
@@ -551,7 +359,7 @@ def _image_folder(value, what: str) -> Path:
     if images.is_image_folder(p):
         return p
     layout = "train/<class>/*.png|.jpg and test/<class>/*.png|.jpg (32x32 images)"
-    why = "does not exist" if not p.exists() else f"is not an image folder (no {layout})"
+    why = images.path_problem(p) or f"is not an image folder (no {layout})"
     do = (f"point it at an image folder laid out as {layout}, or unset it"
           if what == "WORKBOOK_DATA" else f"source must be 'auto', 'cifar10', 'synthetic' or "
           f"the path of an image folder laid out as {layout}")
@@ -579,6 +387,40 @@ def _pick_source(source, fast: bool) -> tuple[str, Path | None, str]:
     return "synthetic", None, ""
 
 
+MAX_CLASSES = 10     # the workbook's networks, plots and checks are made for up to 10 classes
+
+
+def _check_int(name: str, value, low: int = 0, none_ok: bool = True):
+    """value as an int >= low (None passes when none_ok), else ValueError naming ``name``:
+    bools, floats (4.5 and 4.0 alike) and strings are refused, not rounded or parsed."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r} "
+                         f"({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value}")
+    return int(value)
+
+
+def _sizes(n_train, n_val, n_test, N: int, N_test: int, what: str) -> tuple[int, int, int]:
+    """The split sizes (Nones filled in) for a pool of N training and N_test test images, or
+    ValueError naming the field, its value and the limit."""
+    n_val = 1000 if n_val is None else n_val
+    if not 0 <= n_val < N:
+        raise ValueError(f"n_val must be in 0..{N - 1} ({what} has {N} training images), "
+                         f"got {n_val}")
+    n_train = N - n_val if n_train is None else n_train
+    if not 0 < n_train <= N - n_val:
+        raise ValueError(f"n_train must be in 1..{N - n_val} ({what} has {N} training images, "
+                         f"and n_val={n_val} of them are validation), got {n_train}")
+    n_test = N_test if n_test is None else n_test
+    if not 0 <= n_test <= N_test:
+        raise ValueError(f"n_test must be in 0..{N_test} ({what} has {N_test} test images), "
+                         f"got {n_test}")
+    return n_train, n_val, n_test
+
+
 def load_dataset(source="auto", n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None, seed: int = 0, dtype=np.float32,
                  verbose: bool = True) -> dict:
@@ -596,57 +438,70 @@ def load_dataset(source="auto", n_train: int | None = None, n_val: int | None = 
     training pool (an image folder's is shuffled with a fixed seed by load_image_folder);
     training = the first n_train (default: the rest); test = the first n_test (default all).
     Synthetic pools have CIFAR-10's sizes (``seed`` selects them). Normalised with the
-    training split's per-dimension mean/std (float64, then cast).
+    training split's per-dimension mean/std (float64, then cast to ``dtype``).
 
-    Returns a dict (K = len(label_names), 10 for CIFAR-10 and synthetic):
+    Checked before any data is loaded or decoded (ValueError naming the field and value):
+    n_train/n_val/n_test integers (not bools, floats or strings) within the pool's sizes,
+    seed an integer >= 0, dtype np.float32 or np.float64, verbose a bool, WORKBOOK_FAST
+    unset/0/1, and an image folder's layout and number of classes (2..MAX_CLASSES).
+
+    Returns a dict (K = len(label_names): 10 for CIFAR-10 and synthetic, the number of class
+    folders for an image folder; build the network with K outputs):
         X_train (3072, n_train) dtype   Y_train (K, n_train) dtype   y_train (n_train,) int64
         X_val, Y_val, y_val (n_val images), X_test, Y_test, y_test (n_test) likewise
-        mean, std (3072, 1) dtype: the training statistics; label_names list[str]
+        mean, std (3072, 1) dtype: the training statistics; label_names list[str]; K int
         source "CIFAR-10" | "synthetic" | the folder's label; synthetic bool; fast bool
         name: "CIFAR-10", "SYNTHETIC (not CIFAR-10)" or the folder's label (e.g. "CIFAR-10
         (JPEG q75 copy)"), plus " [FAST MODE]" in fast mode: for titles and printouts
     The X arrays are image-contiguous (each column is contiguous in memory).
     """
-    fast, sizes = is_fast(), {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    for k, v in sizes.items():
-        if v is not None and (isinstance(v, (bool, np.bool_))
-                              or not isinstance(v, (int, np.integer))):
-            raise ValueError(f"{k} must be an integer number of images; got {v!r}")
-        sizes[k] = FAST_SIZES[k] if fast and v is None else v
-    n_train, n_val, n_test = sizes.values()
-    n_val = 1000 if n_val is None else int(n_val)
+    fast = is_fast()
+    sizes = {k: _check_int(k, v) for k, v in
+             (("n_train", n_train), ("n_val", n_val), ("n_test", n_test))}
+    seed = _check_int("seed", seed, none_ok=False)
+    dtype = check_dtype(dtype)
+    if not isinstance(verbose, (bool, np.bool_)):
+        raise ValueError(f"verbose must be True or False; got {verbose!r}")
+    if fast:
+        sizes = {k: FAST_SIZES[k] if v is None else v for k, v in sizes.items()}
     kind, folder, note = _pick_source(source, fast)
 
+    # the sizes and classes, known before anything is loaded or decoded
     if kind == "synthetic":
-        N, N_test = _N_POOL["train"], _N_POOL["test"]
+        N, N_test, K, what = synthetic.N_POOL["train"], synthetic.N_POOL["test"], 10, "synthetic"
+    elif kind == "cifar10":      # the official sizes; a modified copy is checked again below
+        N, N_test, K, what = 50000, 10000, 10, "CIFAR-10"
+    else:
+        summary = images.folder_summary(folder)
+        N, N_test, K = summary["n_train"], summary["n_test"], len(summary["label_names"])
+        what = f"the image folder {summary['folder']}"
+        if K > MAX_CLASSES:
+            raise images.ImageFolderError(
+                f"{what} has {K} classes ({', '.join(summary['label_names'])}); the workbook's "
+                f"networks, figures and checks are made for 2..{MAX_CLASSES} classes. Nothing "
+                f"was decoded. Use a folder with at most {MAX_CLASSES} class folders (merge or "
+                f"remove some).")
+    n_train, n_val, n_test = _sizes(*sizes.values(), N, N_test, what)
+
+    if kind == "synthetic":
+        (Xtr, ytr), (Xva, yva) = synthetic.synthetic_part(seed, "train",
+                                                          [(0, n_train), (N - n_val, N)])
+        ((Xte, yte),) = synthetic.synthetic_part(seed, "test", [(0, n_test)])
+        label_names, label = list(synthetic.SYNTHETIC_LABELS), "SYNTHETIC (not CIFAR-10)"
     else:
         raw = (load_cifar10(download=source == "cifar10") if kind == "cifar10"
                else images.load_image_folder(folder, progress=verbose))
         N, N_test = raw["X_train"].shape[1], raw["X_test"].shape[1]
-    if not 0 <= n_val < N:
-        raise ValueError(f"n_val must be in 0..{N - 1}, got {n_val}")
-    n_train = N - n_val if n_train is None else int(n_train)
-    n_test = N_test if n_test is None else int(n_test)
-    if not 0 < n_train <= N - n_val:
-        raise ValueError(f"n_train must be in 1..{N - n_val} (with n_val={n_val}), got {n_train}")
-    if not 0 <= n_test <= N_test:
-        raise ValueError(f"n_test must be in 0..{N_test}, got {n_test}")
-
-    if kind == "synthetic":
-        (Xtr, ytr), (Xva, yva) = _synthetic_part(seed, "train",
-                                                 [(0, n_train), (N - n_val, N)])
-        ((Xte, yte),) = _synthetic_part(seed, "test", [(0, n_test)])
-        label_names, label = list(SYNTHETIC_LABELS), "SYNTHETIC (not CIFAR-10)"
-    else:
+        n_train, n_val, n_test = _sizes(*sizes.values(), N, N_test, what)
         Xtr, ytr = raw["X_train"][:, :n_train], raw["y_train"][:n_train]
         Xva, yva = raw["X_train"][:, N - n_val:], raw["y_train"][N - n_val:]
         Xte, yte = raw["X_test"][:, :n_test], raw["y_test"][:n_test]
         label_names, label = raw["label_names"], raw.get("name", "CIFAR-10")
 
     Xtr_n, Xva_n, Xte_n, mean, std = normalise(Xtr, Xva, Xte, dtype=dtype)
-    synthetic, K = kind == "synthetic", len(label_names)
+    synthetic_, K = kind == "synthetic", len(label_names)
     if verbose:
-        what = ("SYNTHETIC 10-class stand-in (not CIFAR-10)" if synthetic else label
+        what = ("SYNTHETIC 10-class stand-in (not CIFAR-10)" if synthetic_ else label
                 + (f" from {raw['folder']}" if kind == "folder" else ""))
         tag = f" [fast mode{note}]" if fast else (f" [{note[2:]}]" if note else "")
         print(f"data: {what} - train {n_train}, val {n_val}, test {n_test}{tag}", flush=True)
@@ -654,7 +509,7 @@ def load_dataset(source="auto", n_train: int | None = None, n_val: int | None = 
         "X_train": Xtr_n, "Y_train": one_hot(ytr, K, dtype), "y_train": np.array(ytr),
         "X_val": Xva_n, "Y_val": one_hot(yva, K, dtype), "y_val": np.array(yva),
         "X_test": Xte_n, "Y_test": one_hot(yte, K, dtype), "y_test": np.array(yte),
-        "mean": mean, "std": std, "label_names": label_names,
-        "source": "synthetic" if synthetic else label, "synthetic": synthetic,
+        "mean": mean, "std": std, "label_names": label_names, "K": K,
+        "source": "synthetic" if synthetic_ else label, "synthetic": synthetic_,
         "fast": fast, "name": label + (" [FAST MODE]" if fast else ""),
     }

@@ -3,14 +3,13 @@ mode, CI and offline use. Numbers on it are never CIFAR-10 results."""
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from workbook import config
+from workbook.files import atomic_write
 
 
 # The synthetic stand-in: one procedural object per image (see make_synthetic).
@@ -21,7 +20,7 @@ SYNTHETIC_LABELS = ["disc", "ring", "square", "diamond", "cross",
 SYNTHETIC_VERSION = 1          # bump whenever the generator's output changes (cache key)
 
 
-_N_POOL = {"train": 50000, "test": 10000}   # CIFAR-10's sizes; the synthetic pools match
+N_POOL = {"train": 50000, "test": 10000}    # CIFAR-10's sizes; the synthetic pools match
 
 
 _STREAM = {"train": 0, "test": 1}           # synthetic train/test use separate RNG streams
@@ -345,7 +344,7 @@ def _synthetic_pool(seed: int, part: str):
     and size, and is also checked against a freshly generated first chunk, so a stale cache
     from an older generator is never used. A cache that cannot be read or written is ignored.
     """
-    N = _N_POOL[part]
+    N = N_POOL[part]
     path = config.DATA_DIR / f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{part}-{N}.npz"
     head, _ = make_synthetic(min(N, 200), seed, stream=_STREAM[part])
     try:
@@ -358,22 +357,16 @@ def _synthetic_pool(seed: int, part: str):
         pass
     X, y = make_synthetic(N, seed, stream=_STREAM[part])
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, X=X, y=y)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except OSError:
+        atomic_write(path, lambda fh: np.savez(fh, X=X, y=y), suffix=".part")
+    except (OSError, ValueError):           # a read-only or full disk: only the cache is lost
         pass
     return X, y
 
 
-def _synthetic_part(seed: int, part: str, ranges) -> list:
-    """[(X, y) for each (start, stop) in ranges] from the synthetic pool ``part``."""
+def synthetic_part(seed: int, part: str, ranges) -> list:
+    """[(X, y) for each (start, stop) in ranges] of the synthetic pool ``part`` ("train", 50k
+    images, or "test", 10k: N_POOL): X (3072, stop - start) uint8, y (stop - start,) int64.
+    Requests of more than _CACHE_MIN images generate (or read from the cache) the whole pool."""
     if sum(b - a for a, b in ranges) > _CACHE_MIN:     # big: generate/cache the whole pool
         X, y = _synthetic_pool(seed, part)
         return [(X[:, a:b], y[a:b]) for a, b in ranges]
