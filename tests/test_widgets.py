@@ -1,17 +1,11 @@
 """Tests for workbook.widgets: the panels and the plain functions their buttons call."""
+import re
+import time
+
 import numpy as np
 import pytest
 import helpers as H
-from workbook import experiments, plots, widgets
-from _common import FakeOutput, TINY_ARCHS
-
-
-TINY_CFG = H.TrainConfig(n_cycles=1, step=10, batch_size=50, eval_train_n=100, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_runs(tiny):
-    return experiments.run_architectures(TINY_ARCHS, TINY_CFG, tiny, seed=3, verbose=False)
+from workbook import panel, widgets
 
 
 @pytest.mark.parametrize("f, nf, n", [(2, 3, 1), (4, 10, 100), (8, 40, 7), (16, 160, 2)])
@@ -54,70 +48,112 @@ def test_conv_widget_report_mentions_shapes_and_methods():
         assert needle in text, f"{needle!r} missing from the widget report:\n{text}"
 
 
-def test_live_plot_redraws_into_the_output_and_closes_figures(tiny, capsys):
-    plt = plots._plt()
-    before = set(plt.get_fignums())
-    out = FakeOutput()
-    _, h = experiments.train_preview(tiny, f=4, nf=2, nh=5, step=10, n_train=100, n_test=20,
-                           batch_size=25, callback=widgets.live_plot(out, "test"))
-    assert out.entered == len(h.t) == 5, f"plot area entered {out.entered} times for {len(h.t)} evals"
-    left = set(plt.get_fignums()) - before
-    assert not left, f"live_plot left {len(left)} figures open"
+def test_explorer_says_when_it_clamps_or_refuses_nf(monkeypatch):
+    monkeypatch.setattr(widgets, "conv_widget_report", lambda f, nf, n, repeats: f"report nf={nf}")
+    text = widgets.explorer_report(4, 500)
+    assert "clamped" in text and "nf=500" in text and text.endswith("report nf=160"), text
+    assert widgets.explorer_report(4, 10) == "report nf=10"
+    for bad in (0, -3, 4.5, "7"):
+        text = widgets.explorer_report(4, bad)
+        assert "refused" in text and "report" not in text, text
 
 
-def test_live_plot_puts_one_png_into_an_ipywidgets_output(tiny):
-    W = pytest.importorskip("ipywidgets")
-    out = W.Output()
-    _, h = experiments.train_preview(tiny, f=4, nf=2, nh=5, step=10, n_train=100, n_test=20,
-                                     batch_size=25, callback=widgets.live_plot(out, "test"))
-    assert len(out.outputs) == 1, f"{len(out.outputs)} outputs: each redraw must replace the last"
-    png = out.outputs[0]["data"]["image/png"]
-    import base64
-    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    assert f"update {h.t[-1]}" in out.outputs[0]["data"]["text/plain"]
-
-
-def test_training_panel_button_trains_and_reports(tiny, monkeypatch):
+def _panel(tiny, **kw):
     pytest.importorskip("ipywidgets")
-    redraws = []
-    monkeypatch.setattr(widgets, "live_plot", lambda output, title: lambda h: redraws.append(list(h.t)))
-    panel = widgets.training_panel(tiny, n_test=20, nf=2, nh=5, step=10, batch_size=25, n_train=100)
-    c = panel.controls
-    assert set(c) == set(experiments.PREVIEW_OPTIONS) - {"n_test", "seed"}, f"panel controls {sorted(c)}"
-    c["eps"].value, c["flip"].value, c["translate"].value, c["dropout"].value = 0.1, True, 1, 0.2
-    c["increasing"].value, c["n_cycles"].value, c["eta_decay"].value = True, 2, 0.8
-    panel.button.click()
-    assert "final test acc" in panel.status.value, f"status after Train: {panel.status.value!r}"
-    assert "60 updates" in panel.status.value, f"status after Train: {panel.status.value!r}"
-    assert not panel.button.disabled, "the Train button stayed disabled"
-    _, h = panel.result
-    for k, want in (("eps", 0.1), ("flip", True), ("translate", 1), ("dropout", 0.2),
-                    ("increasing", True), ("eta_decay", 0.8), ("step", 10), ("batch_size", 25)):
-        assert h.config[k] == pytest.approx(want), f"panel {k}: the run used {h.config[k]!r}, set {want!r}"
-    assert len(redraws) == len(h.t) and redraws[-1] == h.t, "the curves were not redrawn live"
+    base = dict(nf=2, nh=5, step=10, batch_size=25, n_train=100)
+    base.update(kw)
+    return widgets.training_panel(tiny, n_test=20, **base)
 
 
-def test_training_panel_draws_the_curves(tiny):
-    pytest.importorskip("ipywidgets")
-    panel = widgets.training_panel(tiny, n_test=20, nf=2, nh=5, step=10, batch_size=25, n_train=100)
-    panel.button.click()
-    assert len(panel.output.outputs) == 1 and "image/png" in panel.output.outputs[0]["data"]
+def test_training_panel_keeps_the_chapters_values_exactly(tiny):
+    p = _panel(tiny, lam=0.0025, eta_decay=0.8, eps=0.1, flip=True, translate=2, dropout=0.3,
+               increasing=True, n_cycles=2)
+    assert p.controls["lam"].value == "0.0025" and p.controls["eta_min"].value == "1e-05"
+    p.train()
+    assert p.wait(60), "the run did not end"
+    h = p.result.history
+    for k, want in (("lam", 0.0025), ("eta_decay", 0.8), ("eps", 0.1), ("flip", True),
+                    ("translate", 2), ("dropout", 0.3), ("increasing", True), ("step", 10),
+                    ("batch_size", 25), ("eta_min", 1e-5)):
+        assert h.config[k] == want, f"panel {k}: the run used {h.config[k]!r}, set {want!r}"
+    assert "done: complete: 60 updates" in p.status.value, p.status.value
+    assert "lam=0.0025" in p.settings_table.value, p.settings_table.value
+    assert p.curves.value[:8] == b"\x89PNG\r\n\x1a\n" and p.curves.layout.display != "none"
+    assert not p.button.disabled and p.stop_button.disabled
 
 
-def test_training_panel_shows_a_bad_setting(tiny):
-    pytest.importorskip("ipywidgets")
-    panel = widgets.training_panel(tiny, n_test=20, nf=2, nh=5, step=10, n_train=100)
-    panel.controls["batch_size"].value = 500
-    panel.button.click()
-    assert "not trained" in panel.status.value and "batch_size" in panel.status.value, \
-        f"a bad setting gave status {panel.status.value!r}"
-    assert panel.result is None and not panel.button.disabled
-    panel.controls["batch_size"].value = 25
-    panel.controls["eta_min"].value, panel.controls["eta_max"].value = 0.01, 0.001
-    panel.button.click()
-    assert "not trained" in panel.status.value and "eta_min" in panel.status.value, panel.status.value
-    with pytest.raises(ValueError, match="unknown panel settings"):
-        widgets.training_panel(tiny, width=3)
+@pytest.mark.parametrize("bad", [dict(f=4.5), dict(step=19.9), dict(flip="False"),
+                                 dict(increasing="no"), dict(lam="0.003"), dict(width=3)])
+def test_training_panel_refuses_bad_chapter_values(tiny, bad):
+    (name, value), = bad.items()
+    with pytest.raises(ValueError) as e:
+        _panel(tiny, **bad)
+    assert name in str(e.value), str(e.value)
+
+
+def test_stop_ends_the_run_and_keeps_it_on_every_run(tiny):
+    p = _panel(tiny, step=5000, n_cycles=3)
+    assert "30,000 updates" in p.estimate_line.value, p.estimate_line.value
+    for attempt in range(2):
+        p.train()
+        assert p.button.disabled and not p.stop_button.disabled
+        deadline = time.monotonic() + 30
+        while p.run.k < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        p.stop()
+        assert p.wait(5), f"run {attempt + 1}: Stop did not end the run"
+        assert time.monotonic() - t0 < 2.0
+        assert re.search(r"stopped at update [\d,]+ of 30,000", p.status.value), p.status.value
+        assert "not final" in p.status.value and "done" not in p.status.value, p.status.value
+        assert p.result.history.status == "stopped" and not p.result.final
+        assert not p.button.disabled and p.stop_button.disabled
+
+
+def test_a_refused_field_clears_the_old_curves(tiny):
+    p = _panel(tiny)
+    p.train()
+    assert p.wait(60) and p.curves.layout.display != "none"
+    old = p.result
+    p.controls["step"].value = "19.9"
+    assert "refused" in p.estimate_line.value and "step" in p.estimate_line.value
+    p.train()
+    assert "not trained" in p.status.value and "19.9" in p.status.value, p.status.value
+    assert p.curves.layout.display == "none" and "refused" in p.curves_note.value
+    assert p.result is old and not p.button.disabled
+    p.controls["step"].value = "10"
+    p.controls["batch_size"].value = "500"
+    p.train()
+    assert "not trained" in p.status.value and "batch_size" in p.status.value, p.status.value
+
+
+def test_a_long_run_needs_a_second_click(tiny, monkeypatch):
+    p = _panel(tiny, step=5000, n_cycles=3)
+    real = panel.estimate
+    monkeypatch.setattr(panel, "estimate", lambda *a: dict(real(*a), seconds=900.0, long=True))
+    p.train()
+    assert p.run is None and "not started" in p.status.value and "15:00" in p.status.value
+    assert not p.button.disabled
+    p.train()
+    assert p.run is not None and p.run.running or p.run.done.is_set()
+    p.stop()
+    assert p.wait(5)
+    p.allow_long.value = True
+    p.train()
+    assert p.run.running or p.run.done.is_set()
+    p.stop()
+    assert p.wait(5)
+
+
+def test_an_exception_before_the_run_reenables_the_panel(tiny, monkeypatch):
+    p = _panel(tiny)
+
+    def broken(*a, **k):
+        raise RuntimeError("no threads left")
+    monkeypatch.setattr(panel, "TrainingRun", broken)
+    p.train()
+    assert "failed" in p.status.value and "no threads left" in p.status.value
+    assert not p.button.disabled and p.stop_button.disabled
 
 
 def test_progress_bar_is_off_in_executed_notebooks(monkeypatch):

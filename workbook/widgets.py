@@ -1,13 +1,21 @@
-"""ipywidgets panels: the convolution explorer of 01 and the training panel of 03-05."""
+"""ipywidgets panels: the convolution explorer of 01 and the training panel of 03-05.
+
+The training panel's logic (exact settings, the estimate, the run on a worker thread that Stop
+ends) is workbook/panel.py; this module only lays out the widgets and wires them to it.
+"""
 from __future__ import annotations
 
+import html
+
+from workbook import panel as P
+
+EXPLORER_NF_MAX = 160     # 01's explorer times the loop convolution: above this it takes long
 
 
-from helpers import History, TrainingDiverged
-from workbook.checks import _check_f
-from workbook.experiments import PREVIEW_OPTIONS, _check_data, train_preview
-from workbook.plots import (_plt, data_label, plot_history)
-from workbook.timing import (format_table, time_conv_methods)
+def _check_f(f) -> int:
+    if isinstance(f, bool) or not isinstance(f, int) or f < 1 or 32 % f:
+        raise ValueError(f"f must be a whole number that divides 32 (2, 4, 8, 16); got {f!r}")
+    return (32 // f) ** 2
 
 
 def conv_shapes(f: int, nf: int, n: int) -> dict:
@@ -32,6 +40,7 @@ def conv_widget_report(f: int = 4, nf: int = 10, n: int = 20, repeats: int = 1, 
 
     Returns a printable string (the widget prints it; a normal cell and a test call it too).
     """
+    from workbook.timing import format_table, time_conv_methods   # only the explorer times
     shapes = conv_shapes(f, nf, n)
     rows = time_conv_methods(f, nf, n, repeats=repeats, seed=seed)
     lines = [f"f={f}, nf={nf}, n={n} images, n_p=(32/f)^2={(32 // f) ** 2}"]
@@ -41,114 +50,208 @@ def conv_widget_report(f: int = 4, nf: int = 10, n: int = 20, repeats: int = 1, 
     return "\n".join(lines)
 
 
-def live_plot(output, title: str = "training", metrics=("loss", "acc")):
-    """A train() callback that redraws the curves inside an ipywidgets.Output.
+def explorer_report(f: int, nf, n: int = 20, nf_max: int = EXPLORER_NF_MAX) -> str:
+    """01's explorer: conv_widget_report for (f, nf), saying so when it changes or refuses nf.
 
-    output: an ipywidgets.Output, whose content is replaced by one PNG of the curves at every
-    call (set from the kernel, so it updates live in Jupyter and works with any matplotlib
-    backend); or any context manager (drawn into with clear_output + display).
-    Returns callback(history) -> None.
+    nf above ``nf_max`` is clamped to nf_max with a first line that says so; nf below 1 or not
+    a whole number is refused with a message (no timing runs).
     """
-    def callback(hist: History) -> None:
-        plt = _plt()
-        fig = plot_history(hist, metrics=metrics,
-                           title=f"{title} (update {hist.t[-1] if hist.t else 0})")
-        try:
-            if hasattr(output, "outputs"):
-                import base64
-                import io
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-                output.outputs = ({"output_type": "display_data", "metadata": {},
-                                   "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                                            "text/plain": f"<curves at update {hist.t[-1] if hist.t else 0}>"}},)
-            else:
-                from IPython.display import clear_output, display
-                with output:
-                    clear_output(wait=True)
-                    display(fig)
-        finally:
-            plt.close(fig)
-    return callback
+    if isinstance(nf, bool) or not isinstance(nf, int):
+        return f"nf={nf!r} refused: nf must be a whole number from 1 to {nf_max}"
+    if nf < 1:
+        return f"nf={nf} refused: nf must be at least 1 (at most {nf_max} here)"
+    note = ""
+    if nf > nf_max:
+        note = (f"nf={nf} is above this explorer's limit of {nf_max} (the loop version would "
+                f"take long): clamped, showing nf={nf_max}\n")
+        nf = nf_max
+    return note + conv_widget_report(f, nf, n=n, repeats=1)
+
+
+def _row(label: str, *children, width: str = "200px"):
+    import ipywidgets as W
+    return W.HBox([W.Label(label, layout=W.Layout(width="90px")), *children],
+                  layout=W.Layout(width=width))
 
 
 def training_panel(data: dict, n_test: int = 1000, **defaults):
-    """The training panel of chapters 03-05: every setting of a run on a widget, a Train button,
-    live curves and a status line.
+    """The training panel of chapters 03-05: every setting of a run in a field, Train and Stop,
+    the run's size and expected time, live progress and curves.
 
-    data: dict from load_dataset(). Settings (see experiments.train_preview): f, nf, nh,
-    n_cycles, step, increasing (doubling cycles), eta_min, eta_max, eta_decay, lam, eps, flip,
-    translate, dropout, batch_size, n_train; ``defaults`` sets their starting values, e.g.
-    training_panel(data, nf=40, nh=300, eps=0.1). Train calls train_preview(data, n_test=n_test,
-    **settings) and redraws the curves after every evaluation; a bad setting (or a diverging run)
-    shows its error in the status line instead. Returns an ipywidgets.VBox with attributes
-    button, controls {name: widget}, status (HTML), output (the plot area) and result (the last
-    (params, history), or None).
+    data: dict from load_dataset(). Settings (workbook/panel.py SETTINGS): f, nf, nh, n_train,
+    batch_size, n_cycles, step, increasing (doubling cycles), eta_min, eta_max, eta_decay, lam,
+    eps, flip, translate, dropout, seed; ``defaults`` sets their starting values exactly, e.g.
+    training_panel(data, nf=40, nh=300, lam=0.0025). A wrong type or value raises ValueError
+    here (the setting's name and the value in the message).
+
+    Train checks the fields (a refused one: the message in the status, the old curves hidden),
+    asks for a second click (or the "allow long runs" box) when the run is estimated over 5
+    minutes, then trains on a worker thread: the kernel stays free, Stop ends the run before its
+    next update. Returns an ipywidgets.VBox with attributes button, stop_button, allow_long,
+    controls {name: widget}, estimate_line, status, progress, settings_table, curves (Image),
+    curves_note, run (the last panel.TrainingRun) and result (panel.RunResult of the last run
+    that trained, stopped runs included: .params, .history, .label, .settings; or None), and
+    the methods settings() (the checked values of the fields) and wait(timeout).
     """
     import ipywidgets as W
-    _check_data(data)
-    unknown = set(defaults) - set(PREVIEW_OPTIONS) - {"seed"}
-    if unknown or "n_test" in defaults:
-        raise ValueError(f"unknown panel settings {sorted(unknown | ({'n_test'} & set(defaults)))}; "
-                         f"choose from {[k for k in PREVIEW_OPTIONS if k != 'n_test']}")
-    v = dict(f=4, nf=10, nh=50, n_cycles=1, step=100, increasing=False, eta_min=1e-5, eta_max=0.1,
-             eta_decay=1.0, lam=0.003, eps=0.0, flip=False, translate=0, dropout=0.0,
-             batch_size=100, n_train=min(2000, data["X_train"].shape[1]))
-    v.update(defaults)
-    seed = int(v.pop("seed", 0))
-    st = {"description_width": "80px"}
-    lay = W.Layout(width="300px")
-    log = dict(base=10, readout_format=".1e", style=st, layout=lay)
-    n_max = data["X_train"].shape[1]
-    w = {
-        "f": W.Dropdown(options=[2, 4, 8, 16], value=v["f"], description="f", style=st, layout=lay),
-        "nf": W.IntSlider(value=v["nf"], min=1, max=max(200, v["nf"]), description="nf", style=st, layout=lay),
-        "nh": W.IntSlider(value=v["nh"], min=5, max=max(1000, v["nh"]), step=5, description="nh", style=st, layout=lay),
-        "n_train": W.IntSlider(value=v["n_train"], min=100, max=max(n_max, 100), step=100,
-                               description="n_train", style=st, layout=lay),
-        "batch_size": W.Dropdown(options=sorted({25, 50, 100, 200, 500, int(v["batch_size"])}),
-                                 value=int(v["batch_size"]), description="batch", style=st, layout=lay),
-        "n_cycles": W.IntSlider(value=v["n_cycles"], min=1, max=6, description="cycles", style=st, layout=lay),
-        "step": W.IntSlider(value=v["step"], min=10, max=max(2000, v["step"]), step=10,
-                            description="step", style=st, layout=lay),
-        "increasing": W.Checkbox(value=v["increasing"], description="doubling cycles", layout=lay),
-        "eta_min": W.FloatLogSlider(value=v["eta_min"], min=-7, max=-2, description="eta_min", **log),
-        "eta_max": W.FloatLogSlider(value=v["eta_max"], min=-4, max=0, description="eta_max", **log),
-        "eta_decay": W.FloatSlider(value=v["eta_decay"], min=0.3, max=1.0, step=0.05,
-                                   description="eta decay", style=st, layout=lay),
-        "lam": W.FloatLogSlider(value=v["lam"], min=-6, max=-1, description="lam", **log),
-        "eps": W.FloatSlider(value=v["eps"], min=0.0, max=0.5, step=0.05, description="eps (LS)",
-                             style=st, layout=lay),
-        "flip": W.Checkbox(value=v["flip"], description="flips", layout=lay),
-        "translate": W.IntSlider(value=v["translate"], min=0, max=4, description="shift px", style=st, layout=lay),
-        "dropout": W.FloatSlider(value=v["dropout"], min=0.0, max=0.8, step=0.05, description="dropout",
-                                 style=st, layout=lay),
-    }
+    P.check_data(data)
+    n_max = int(data["X_train"].shape[1])
+    if "n_test" in defaults:
+        raise ValueError("n_test is an argument of training_panel, not a setting")
+    given = P.check_settings(defaults, partial=True)
+    v = dict(P.DEFAULTS, n_train=min(P.DEFAULTS["n_train"], n_max))
+    v.update(given)
+    P.check_settings(v, n_available=n_max)
+    wide = W.Layout(width="110px")
+    w = {}
+    for name, s in P.SETTINGS.items():
+        if name == "f":
+            w[name] = W.Dropdown(options=list(P.FILTER_SIZES), value=v[name], layout=wide)
+        elif s.kind is bool:
+            w[name] = W.Checkbox(value=v[name], indent=False, layout=wide)
+        else:
+            w[name] = W.Text(value=P.format_value(v[name]), continuous_update=False,
+                             layout=wide)
+        w[name].add_class(f"wb-panel-{name}")
     button = W.Button(description="Train", button_style="primary", icon="play")
-    status = W.HTML(value=f"<i>press Train: a run on the first n_train images of {data.get('name', '')}</i>")
-    output = W.Output()
-
-    def on_click(_):
-        button.disabled = True
-        kw = {k: c.value for k, c in w.items()}
-        status.value = "<b>training...</b>"
-        try:
-            panel.result = train_preview(data, n_test=n_test, seed=seed,
-                                         callback=live_plot(output, "training panel"), **kw)
-            hist = panel.result[1]
-            status.value = (f"final test acc {100 * hist.final_test_acc:.2f}% after "
-                            f"{hist.updates_done} updates; train {hist.time_train:.1f} s, "
-                            f"eval {hist.time_eval:.1f} s - {data_label(hist.data)}")
-        except (ValueError, TrainingDiverged) as e:
-            status.value = f"<b>not trained:</b> {e}"
-        finally:
-            button.disabled = False
-
-    button.on_click(on_click)
-    cols = [["f", "nf", "nh", "n_train", "batch_size"],
+    stop = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+    allow = W.Checkbox(value=False, description="allow long runs (over 5 min)", indent=False)
+    for x, c in ((button, "train"), (stop, "stop"), (allow, "allow-long")):
+        x.add_class(f"wb-panel-{c}")
+    est = W.HTML(value="")
+    status = W.HTML(value=f"<i>press Train: a run on the first n_train images of "
+                          f"{html.escape(str(data.get('name', '')))}</i>")
+    bar = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="300px"))
+    table = W.HTML(value="")
+    curves = W.Image(format="png", layout=W.Layout(display="none", max_width="760px"))
+    note = W.HTML(value="")
+    for x, c in ((est, "estimate"), (status, "status"), (bar, "progress"), (table, "settings"),
+                 (curves, "curves"), (note, "curves-note")):
+        x.add_class(f"wb-panel-{c}")
+    cols = [["f", "nf", "nh", "n_train", "batch_size", "seed"],
             ["n_cycles", "step", "increasing", "eta_min", "eta_max", "eta_decay"],
             ["lam", "eps", "flip", "translate", "dropout"]]
-    panel = W.VBox([W.HBox([W.VBox([w[k] for k in c]) for c in cols]), W.HBox([button, status]),
-                    output])
-    panel.button, panel.output, panel.controls, panel.status, panel.result = button, output, w, status, None
-    return panel
+    grid = W.HBox([W.VBox([_row(P.SETTINGS[k].label, w[k], width="220px") for k in c])
+                   for c in cols])
+    box = W.VBox([grid, W.HBox([button, stop, allow]), est, W.HBox([bar, status]), table,
+                  curves, note])
+    box.add_class("wb-training-panel")
+    state = {"confirm": None}
+
+    def settings() -> dict:
+        """The checked values of the fields (ValueError for a refused one)."""
+        raw = {k: (c.value if not isinstance(c, W.Text) else P.parse_setting(k, c.value))
+               for k, c in w.items()}
+        return P.check_settings(raw, n_available=n_max)
+
+    def show_estimate(_=None) -> dict | None:
+        if box.run is not None and box.run.running:
+            est.value = "<i>estimate: after this run ends</i>"
+            return None
+        try:
+            e = P.estimate(data, settings(), n_test)
+        except Exception as ex:                       # noqa: BLE001 - shown, never raised
+            est.value = f"<b>refused setting:</b> {html.escape(str(ex))}"
+            return None
+        long = (" <b>- over 5 minutes: press Train twice or tick 'allow long runs'</b>"
+                if e["long"] else "")
+        est.value = f"estimate: {html.escape(e['text'])}{long}"
+        return e
+
+    def hide_curves(text: str) -> None:
+        curves.layout.display = "none"
+        note.value = text
+
+    def on_progress(text: str, k: int, T: int) -> None:
+        bar.max, bar.value = max(T, 1), min(k, T)
+        status.value = f"<b>training:</b> {html.escape(text)}"
+
+    def on_curves(png: bytes, hist) -> None:
+        curves.value = png
+        curves.layout.display = ""
+        note.value = ""
+
+    def on_done(run) -> None:
+        try:
+            r = run.result
+            if r is not None:
+                box.result = r
+                bar.value = min(r.history.updates_done, bar.max)
+                took = P.fmt_time((run.ended or 0) - (run.t0 or 0))
+                acc = (f"; test acc at the last evaluation {100 * r.history.test_acc[-1]:.2f}%"
+                       if r.history.test_acc and not r.final else "")
+                extra = (f" (not final: Stop pressed {run.ended - run.stop_asked:.1f} s before "
+                         "it ended)" if r.history.status == "stopped" and run.stop_asked else "")
+                kind = "done" if r.final else "ended early"
+                status.value = (f"<b>{kind}: {html.escape(r.label)}</b>{extra}{acc}; took {took}"
+                                f" - {html.escape(r.data)}")
+                if len(r.history.t) < 2:
+                    hide_curves(f"<i>no curves: {html.escape(r.label)} before the second "
+                                "evaluation</i>")
+            if run.error is not None and r is None:
+                status.value = (f"<b>failed:</b> {html.escape(type(run.error).__name__)}: "
+                                f"{html.escape(str(run.error))}")
+            elif run.error is not None and r.history.status == "failed":
+                status.value = f"<b>failed:</b> {html.escape(r.label)}"
+        finally:
+            button.disabled, stop.disabled = False, True
+
+    def on_train(_=None) -> None:
+        if box.run is not None and box.run.running:
+            return
+        button.disabled = True
+        try:
+            try:
+                s = settings()
+            except ValueError as ex:
+                status.value = f"<b>not trained:</b> {html.escape(str(ex))}"
+                hide_curves("<i>curves cleared: the settings were refused</i>")
+                table.value = ""
+                return
+            e = show_estimate()
+            key = tuple(sorted(s.items()))
+            if e is not None and e["long"] and not allow.value and state["confirm"] != key:
+                state["confirm"] = key
+                status.value = (f"<b>not started: estimated {P.fmt_time(e['seconds'])}, over 5 "
+                                "minutes.</b> Press Train again to start it anyway, or tick "
+                                "'allow long runs'.")
+                return
+            state["confirm"] = None
+            table.value = ("<small><code>" + html.escape(P.settings_text(s))
+                           + "</code></small>")
+            hide_curves("<i>curves from the second evaluation on (every "
+                        f"{P.make_config(s).eval_period} updates)</i>")
+            run = P.TrainingRun(data, s, n_test, on_progress=on_progress, on_curves=on_curves,
+                                on_done=on_done)
+            bar.max, bar.value = max(run.T, 1), 0
+            status.value = f"<b>training:</b> {html.escape(run.progress('starting'))}"
+            box.run = run
+            stop.disabled = False
+            run.start()
+        except Exception as ex:                       # noqa: BLE001 - the panel stays usable
+            status.value = f"<b>failed:</b> {html.escape(type(ex).__name__)}: {html.escape(str(ex))}"
+            stop.disabled = True
+        finally:
+            if box.run is None or not box.run.running:
+                button.disabled = False
+
+    def on_stop(_=None) -> None:
+        if box.run is not None and box.run.running:
+            box.run.stop()
+            stop.disabled = True
+            status.value = f"<b>stopping:</b> {html.escape(box.run.progress())}"
+
+    def wait(timeout: float | None = None) -> bool:
+        """Block until the current run (if any) has ended; False on timeout."""
+        return box.run is None or box.run.wait(timeout)
+
+    button.on_click(on_train)
+    stop.on_click(on_stop)
+    for c in w.values():
+        c.observe(show_estimate, names="value")
+    box.button, box.stop_button, box.allow_long, box.controls = button, stop, allow, w
+    box.estimate_line, box.status, box.progress, box.settings_table = est, status, bar, table
+    box.curves, box.curves_note, box.run, box.result = curves, note, None, None
+    box.settings, box.wait, box.train, box.stop = settings, wait, on_train, on_stop
+    show_estimate()
+    return box
