@@ -1,4 +1,4 @@
-"""Print the notebooks' results (figures/*.json, written by workbook.experiments.write_results) as markdown
+"""Print the notebooks' results (figures/*.json, written by workbook.results.write_results) as markdown
 tables, for pasting into the README. Every row keeps its data label (CIFAR-10 / SYNTHETIC /
 FAST MODE).
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from workbook import config, experiments
+from workbook import config, reference
 
 COLS = ("run", "f", "nf", "nh", "updates", "lam", "eps", "test_acc", "time_train_s", "data")
 
@@ -20,7 +20,7 @@ def main(paths) -> None:
         rows = d["rows"]
         cols = [c for c in COLS if any(c in r for r in rows)]
         print(f"### {Path(p).stem}{' (FAST MODE: not results)' if d.get('fast_mode') else ''}\n")
-        print(experiments.results_markdown(rows, cols=cols))
+        print(reference.results_markdown(rows, cols=cols))
         print()
 
 

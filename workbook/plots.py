@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from helpers import History, to_images
-from workbook.checks import _check_X, _check_f
+from helpers import check_f
+from workbook.checks import check_X
+from workbook.reference import summarise_seeds
 from workbook.calibration import (ece, reliability)
 from workbook.config import fig_dir, is_fast
 
@@ -27,8 +29,8 @@ def plot_patch_grid(X: np.ndarray, y: np.ndarray, label_names, f: int = 4, n_sho
     Saves figures/<name>.png when ``name`` is given. Returns the figure.
     """
     plt = _plt()
-    X = _check_X(X)
-    _check_f(f)
+    X = check_X(X)
+    check_f(f)
     n_show = min(int(n_show), X.shape[1])
     fig, axes = plt.subplots(1, n_show, figsize=(2.6 * n_show, 2.9), squeeze=False)
     for j, ax in enumerate(axes[0]):
@@ -205,7 +207,6 @@ def plot_ablation(rows: list, name: str | None = None, data: str = "", key: str 
     rows: dicts with 'run', key, optionally 'seed' and 'group' ('remove', 'add', 'width',
     'length'; the colour). The y axis starts at 0. Horizontal lines mark the runs called
     'recipe' (dashed) and 'base' (dotted), when present. Saves figures/<name>.png when ``name`` is given. Returns the figure."""
-    from workbook.experiments import summarise_seeds
     stats = summarise_seeds(rows, key)
     if not stats:
         raise ValueError(f"no row has a number for {key!r}")
@@ -246,7 +247,7 @@ def plot_ablation(rows: list, name: str | None = None, data: str = "", key: str 
 def plot_speed(rows: list, name: str | None = None, title: str = "time per training update"):
     """Speed of NumPy against torch per architecture: left, milliseconds per update (batch 100)
     of both side by side; right, the ratio torch / NumPy (> 1: NumPy is faster).
-    rows: dicts with label, numpy_ms, torch_ms (e.g. experiments.speed_rows()). Saves
+    rows: dicts with label, numpy_ms, torch_ms (e.g. reference.speed_rows()). Saves
     figures/<name>.png when ``name`` is given. Returns the figure."""
     if not rows:
         raise ValueError("no speed rows: pass dicts with label, numpy_ms and torch_ms")
