@@ -53,7 +53,8 @@ def test_explorer_says_when_it_clamps_or_refuses_nf(monkeypatch):
     text = widgets.explorer_report(4, 500)
     assert "clamped" in text and "nf=500" in text and text.endswith("report nf=160"), text
     assert widgets.explorer_report(4, 10) == "report nf=10"
-    for bad in (0, -3, 4.5, "7"):
+    assert widgets.explorer_report(4, " 40") == "report nf=40"
+    for bad in (0, -3, 4.5, "4.5", "x", "0"):
         text = widgets.explorer_report(4, bad)
         assert "refused" in text and "report" not in text, text
 

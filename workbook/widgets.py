@@ -53,9 +53,12 @@ def conv_widget_report(f: int = 4, nf: int = 10, n: int = 20, repeats: int = 1, 
 def explorer_report(f: int, nf, n: int = 20, nf_max: int = EXPLORER_NF_MAX) -> str:
     """01's explorer: conv_widget_report for (f, nf), saying so when it changes or refuses nf.
 
-    nf above ``nf_max`` is clamped to nf_max with a first line that says so; nf below 1 or not
-    a whole number is refused with a message (no timing runs).
+    nf: an int or the text of a field ('40'). Above ``nf_max`` it is clamped to nf_max with a
+    first line that says so; below 1 or not a whole number it is refused with a message (and
+    nothing is timed).
     """
+    if isinstance(nf, str) and nf.strip().lstrip("+-").isdigit():
+        nf = int(nf.strip())
     if isinstance(nf, bool) or not isinstance(nf, int):
         return f"nf={nf!r} refused: nf must be a whole number from 1 to {nf_max}"
     if nf < 1:
