@@ -8,6 +8,13 @@ import numpy as np
 from helpers import one_hot, smooth_targets
 
 
+def _check_eps(eps) -> float:
+    """eps as a float in [0, 1), else a ValueError naming it."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.number)) or not 0.0 <= eps < 1.0:
+        raise ValueError(f"label smoothing eps must be a number in [0, 1); got {eps!r}")
+    return float(eps)
+
+
 def _check_scores_labels(S: np.ndarray, y: np.ndarray, what: str = "S") -> tuple:
     S = np.asarray(S)
     if S.ndim != 2 or S.shape[0] < 2:
