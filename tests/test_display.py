@@ -18,12 +18,13 @@ def test_source_of_a_method_is_dedented():
 
 
 def test_source_of_only_the_lines_asked_for():
-    src = display.source_of(H._targets, contains="eps")
+    src = display.source_of(H.smooth_targets, contains="eps")
     lines = src.splitlines()
     assert all("eps" in ln or ln == "    ..." for ln in lines), src
-    assert any("1.0 - eps" in ln for ln in lines)
+    assert any("(1 - eps)" in ln for ln in lines), src
+    assert not any("K = Y.shape[0]" in ln for ln in lines), "a line without the text was kept"
     with pytest.raises(ValueError, match="no line"):
-        display.source_of(H._targets, contains="no such text")
+        display.source_of(H.smooth_targets, contains="no such text")
 
 
 def test_show_source_displays_highlighted_code(monkeypatch):
