@@ -1,4 +1,6 @@
-"""Showing the code a chapter teaches: the source of a function, syntax highlighted, in the notebook."""
+"""Showing the code a chapter teaches: the source of a public function of helpers.py (the lesson),
+syntax highlighted, in the notebook. The engine's code is never shown: the chapters teach the
+plain code and check the engine against it."""
 from __future__ import annotations
 
 import inspect
@@ -35,5 +37,10 @@ def show_source(*fns, contains: str | None = None, context: int = 0):
     """Display the source of each function in ``fns``, syntax highlighted in a notebook (plain
     text elsewhere). See :func:`source_of`. Returns None, so a cell shows it once."""
     from IPython.display import Code, display
+    for fn in fns:
+        name, module = getattr(fn, "__name__", ""), getattr(fn, "__module__", "")
+        if module != "helpers" or name.startswith("_"):
+            raise ValueError(f"show_source shows the lesson, the public functions of helpers.py; "
+                             f"{module}.{name} is not one")
     text = "\n\n".join(source_of(fn, contains, context) for fn in fns)
     display(Code(text, language="python"))
