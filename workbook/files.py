@@ -145,32 +145,53 @@ def read_json(path, default=_MISSING):
 def locked(path, timeout: float | None = 120.0):
     """Hold an exclusive lock for ``path`` while the with-block runs (read-modify-write).
 
-    The lock is fcntl.flock on the sidecar file ``.<name>.lock`` in path's folder (created if
-    needed, never deleted: deleting it would let two processes lock two different files).
-    Processes (and threads with their own ``locked`` call) wait for each other; the lock goes
-    away with a process that dies. After ``timeout`` seconds of waiting (None: forever)
-    TimeoutError says which lock file is held.
+    The lock is fcntl.flock on the sidecar file ``.<name>.lock`` in path's folder, created
+    when needed and deleted on release, so no lock file stays behind (a waiter that then
+    holds the lock of a deleted file sees it and locks the new one). Processes (and threads
+    with their own ``locked`` call) wait for each other; the lock goes away with a process
+    that dies (its file may then stay; it is harmless). After ``timeout`` seconds of waiting
+    (None: forever) TimeoutError says which lock file is held.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / f".{path.name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            if fcntl is not None:
+                _flock(fd, deadline, lock, timeout, path)
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same or fcntl is None:
+            break
+        os.close(fd)                 # the holder before us deleted this file: lock the new one
     try:
-        if fcntl is not None:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"{lock} has been locked by another process for {timeout} s (it is "
-                            f"writing {path.name}); wait for it to finish and try again") from None
-                    time.sleep(0.02)
         yield path
     finally:
-        os.close(fd)                                   # closing releases the flock
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)      # while still locked: the next holder makes a new one
+        os.close(fd)                 # closing releases the flock
+
+
+def _flock(fd: int, deadline, lock: Path, timeout, path: Path) -> None:
+    """flock(fd, LOCK_EX), waiting until ``deadline`` (None: forever), else TimeoutError."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{lock} has been locked by another process for {timeout} s (it is "
+                    f"writing {path.name}); wait for it to finish and try again") from None
+            time.sleep(0.02)
 
 
 def update_json(path, change, default=_MISSING, timeout: float | None = 120.0) -> Path:
