@@ -9,12 +9,32 @@ def rel_err(a, b):
 
 
 def tiny_cfg(**kw):
-    """A TrainConfig of 20 updates on tiny data (fields overridable)."""
-    import helpers as H
+    """An engine config (EngineConfig: TrainConfig plus the bonus settings) of 20 updates on
+    tiny data, progress bar off (fields overridable)."""
+    from workbook.engine import EngineConfig
     base = dict(n_cycles=1, step=10, eta_min=1e-4, eta_max=0.05, batch_size=50, lam=0.001,
                 eval_train_n=100, progress=False)
     base.update(kw)
+    return EngineConfig(**base)
+
+
+def plain_cfg(**kw):
+    """The same tiny run as a helpers.TrainConfig (the lesson's settings only)."""
+    import helpers as H
+    base = dict(n_cycles=1, step=10, eta_min=1e-4, eta_max=0.05, batch_size=50, lam=0.001,
+                eval_train_n=100)
+    base.update(kw)
     return H.TrainConfig(**base)
+
+
+def max_rel_params(a: dict, b: dict) -> float:
+    """The largest rel_err over the arrays of two parameter dicts with the same keys."""
+    assert set(a) == set(b), f"different keys: {sorted(a)} vs {sorted(b)}"
+    return max(rel_err(a[k], b[k]) for k in a)
+
+
+def copy_params(p: dict) -> dict:
+    return {k: v.copy() for k, v in p.items()}
 
 
 TINY = dict(f=4, nf=4, nh=16)

@@ -51,3 +51,25 @@ def isolated_data(monkeypatch, tmp_path):
     data_dir = tmp_path / "data_dir"
     monkeypatch.setattr(config, "DATA_DIR", data_dir)
     return data_dir
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    """(X_train, y_train, X_test, y_test): 200 synthetic training and 100 test images,
+    normalised with the training statistics (float32)."""
+    from workbook import data, synthetic
+    X, y = synthetic.make_synthetic(200, seed=2)
+    Xt, yt = synthetic.make_synthetic(100, seed=2, stream=1)
+    Xn, Xtn, _, _ = data.normalise(X, Xt)
+    return Xn, y, Xtn, yt
+
+
+@pytest.fixture(scope="module")
+def eq_data():
+    """(X_train, y_train, X_test, y_test): 1000 + 200 synthetic images, normalised (float32),
+    for the engine-equals-lesson runs of 300 updates at batch size 100."""
+    from workbook import data, synthetic
+    X, y = synthetic.make_synthetic(1000, seed=2)
+    Xt, yt = synthetic.make_synthetic(200, seed=2, stream=1)
+    Xn, Xtn, _, _ = data.normalise(X, Xt)
+    return Xn, y, Xtn, yt
