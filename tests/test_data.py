@@ -757,3 +757,147 @@ def test_a_bad_image_folder_is_a_clear_error(tmp_path, monkeypatch, how):
     assert ("WORKBOOK_DATA" if how.startswith("env") else "source") in msg and str(target) in msg
     assert ("does not exist" in msg) == how.endswith("missing")
     assert "train/<class>/" in msg or "does not exist" in msg
+
+
+# ------------------------------------------------------- issue 21: checks before any data
+def _no_loading(monkeypatch):
+    """Any attempt to load, generate or decode data fails the test."""
+    def boom(*a, **k):
+        raise AssertionError("data was loaded before the arguments were checked")
+    monkeypatch.setattr(data, "load_cifar10", boom)
+    monkeypatch.setattr(data.synthetic, "synthetic_part", boom)
+    monkeypatch.setattr(images, "_decode", boom)
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"dtype": np.int64}, "dtype"), ({"dtype": np.uint8}, "dtype"), ({"dtype": "int32"}, "dtype"),
+    ({"dtype": np.float16}, "dtype"), ({"dtype": "banana"}, "dtype"),
+    ({"seed": -1}, "seed"), ({"seed": True}, "seed"), ({"seed": 1.5}, "seed"), ({"seed": "0"}, "seed"),
+    ({"n_train": 4.5}, "n_train"), ({"n_train": 4.0}, "n_train"), ({"n_val": "10"}, "n_val"),
+    ({"n_test": True}, "n_test"), ({"n_val": -1}, "n_val"), ({"verbose": "no"}, "verbose")])
+@pytest.mark.parametrize("source", ["synthetic", "cifar10", "folder"])
+def test_bad_settings_are_refused_before_any_data_is_loaded(tmp_path, monkeypatch, kw, field,
+                                                            source):
+    if source == "folder":
+        source = _image_folder(tmp_path / "f", ["a", "b"], n_train=2, n_test=1)
+    _no_loading(monkeypatch)
+    with pytest.raises(ValueError) as exc:
+        data.load_dataset(source=source, **{"n_val": 1, "verbose": False, **kw})
+    assert field in str(exc.value) and repr(kw[field])[:6] in str(exc.value)
+
+
+@pytest.mark.parametrize("kw,field", [({"n_val": 60000}, "n_val"), ({"n_train": 50000}, "n_train"),
+                                      ({"n_test": 10001}, "n_test")])
+@pytest.mark.parametrize("source", ["synthetic", "cifar10"])
+def test_sizes_beyond_the_pool_are_refused_before_loading(monkeypatch, kw, field, source):
+    _no_loading(monkeypatch)
+    with pytest.raises(ValueError, match=field):
+        data.load_dataset(source=source, verbose=False, **kw)
+
+
+def test_image_folder_sizes_are_checked_before_decoding(tmp_path, monkeypatch):
+    folder = _image_folder(tmp_path / "f", ["a", "b"], n_train=3, n_test=2)
+    _no_loading(monkeypatch)
+    with pytest.raises(ValueError, match=r"n_val must be in 0\.\.5 .*6 training images.*got 6"):
+        data.load_dataset(source=folder, n_val=6, verbose=False)
+    with pytest.raises(ValueError, match=r"n_test must be in 0\.\.4"):
+        data.load_dataset(source=folder, n_val=1, n_test=5, verbose=False)
+
+
+def test_int_dtype_is_refused_by_normalise_too():
+    A = np.arange(3072 * 4, dtype=np.uint8).reshape(3072, 4)
+    with pytest.raises(ValueError, match="dtype"):
+        data.normalise(A, dtype=np.int64)
+    Xn, _, _ = data.normalise(A, dtype=np.float64)
+    assert Xn.dtype == np.float64 and np.abs(Xn).max() > 0
+
+
+def test_the_number_of_classes_comes_from_the_data(tmp_path):
+    three = _image_folder(tmp_path / "three", ["x", "y", "z"], n_train=2, n_test=1)
+    d = data.load_dataset(source=three, n_val=1, verbose=False)
+    assert d["K"] == 3 and d["Y_train"].shape[0] == 3
+    s = data.load_dataset(source="synthetic", n_train=20, n_val=5, n_test=5, verbose=False)
+    assert s["K"] == 10 == len(s["label_names"])
+
+
+def test_more_classes_than_the_workbook_handles_fail_before_decoding(tmp_path, monkeypatch):
+    names = [f"c{i:02d}" for i in range(12)]
+    twelve = _image_folder(tmp_path / "twelve", names, n_train=1, n_test=1)
+    _no_loading(monkeypatch)
+    with pytest.raises(images.ImageFolderError) as exc:
+        data.load_dataset(source=twelve, n_val=2, verbose=False)
+    assert "12 classes" in str(exc.value) and str(data.MAX_CLASSES) in str(exc.value)
+
+
+def test_constant_images_normalise_to_zero_not_nan(tmp_path):
+    for X in (np.full((3072, 7), 200, np.uint8), np.full((3072, 3), 0.1),
+              np.full((3072, 3), 0.1, np.float32)):
+        Xn, Xo, mean, std = data.normalise(X, X[:, :2])
+        assert np.isfinite(Xn).all() and np.array_equal(Xn, np.zeros_like(Xn))
+        assert np.array_equal(Xo, np.zeros_like(Xo)) and (std == 1).all()
+    folder = tmp_path / "black"
+    for split, n in (("train", 3), ("test", 1)):
+        for c in ("a", "b"):
+            (folder / split / c).mkdir(parents=True)
+            for i in range(n):
+                from PIL import Image
+                Image.new("RGB", (32, 32)).save(folder / split / c / f"{i}.png")
+    d = data.load_dataset(source=folder, n_val=2, verbose=False)
+    assert np.isfinite(d["X_train"]).all() and not d["X_train"].any()
+
+
+def test_a_spread_too_small_for_float32_is_refused_not_inf():
+    X = np.zeros((3072, 4))
+    X[:, ::2] = 1e-39
+    with pytest.raises(ValueError, match="too small for float32"):
+        data.normalise(X)
+    Xn, _, _ = data.normalise(X, dtype=np.float64)
+    assert np.isfinite(Xn).all() and np.abs(Xn).max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("how", ["source", "env"])
+def test_a_symlink_loop_as_the_folder_says_so(tmp_path, monkeypatch, how):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    if how == "env":
+        monkeypatch.setenv("WORKBOOK_DATA", str(loop))
+        call = lambda: data.load_dataset(n_val=2, verbose=False)       # noqa: E731
+    else:
+        call = lambda: data.load_dataset(source=loop, n_val=2)          # noqa: E731
+    with pytest.raises(images.ImageFolderError) as exc:
+        call()
+    msg = str(exc.value)
+    assert "symbolic link loop" in msg and str(loop) in msg and "not an image folder" not in msg
+
+
+def test_a_loop_inside_the_folder_is_named_by_load_dataset(tmp_path):
+    folder = tmp_path / "f"
+    (folder / "train").mkdir(parents=True)
+    (folder / "test").mkdir()
+    (folder / "train" / "a").symlink_to(folder / "train" / "a")
+    (folder / "test" / "a").symlink_to(folder / "test" / "a")
+    with pytest.raises(images.ImageFolderError) as exc:
+        data.load_dataset(source=folder, n_val=1, verbose=False)
+    assert "symbolic link loop" in str(exc.value) and str(folder / "train" / "a") in str(exc.value)
+
+
+def test_download_still_goes_through_one_atomic_writer(tmp_path, server, fake_cifar,
+                                                       monkeypatch):
+    """A download that fails while being written (disk full) leaves no .part file and keeps
+    an older file of the same name; the md5 is still the official one by default."""
+    from workbook import files
+    assert data.CIFAR10_MD5 == "c58f30108f718f92721af3b95e74349a"
+    assert data.CIFAR10_URL == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    server.routes["/c.tgz"] = fake_cifar.tar_bytes
+    out = tmp_path / "dl"
+    out.mkdir()
+    (out / "c.tgz").write_bytes(b"an older copy")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(files.os, "fsync", disk_full)
+    with pytest.raises(data.DownloadError, match=r"could not save .*No space"):
+        data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
+                           progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["c.tgz"]
+    assert (out / "c.tgz").read_bytes() == b"an older copy"

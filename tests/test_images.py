@@ -363,3 +363,147 @@ def test_relative_folder_path(folder, tmp_path, monkeypatch):
     _no_decoding(monkeypatch)
     again = load_image_folder(".", cache_dir=tmp_path / "cache", progress=False)  # cached
     assert np.array_equal(again["X_train"], d["X_train"])
+
+
+# ------------------------------------------------------------------ issue 21: data checks
+def test_an_image_replaced_with_size_and_mtime_kept_is_decoded_again(folder, tmp_path):
+    """cp -p / rsync -t / shutil.copy2 over an image keep its size and mtime: the cache must
+    still see the new pixels (it keys on inode and ctime too)."""
+    import shutil
+    root, written = folder
+    cache = tmp_path / "cache"
+    load_image_folder(root, cache_dir=cache, progress=False)
+    target = root / "train" / "bee" / "0001.png"
+    new = np.full((32, 32, 3), 77, np.uint8)
+    other = _save(tmp_path / "elsewhere" / "new.png", new)
+    st = target.stat()
+    padded = other.read_bytes()
+    assert len(padded) <= st.st_size                      # pad the PNG to the same byte size
+    other.write_bytes(padded + b"\0" * (st.st_size - len(padded)))
+    shutil.copy2(other, target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
+    d = load_image_folder(root, cache_dir=cache, progress=False)
+    assert d["y_train"][_column_of(d["X_train"], _official(new))] == 1
+    assert len(_cache_files(cache)) == 1                  # the stale cache was replaced
+
+
+def test_two_images_swapped_by_rename_are_decoded_again(folder, tmp_path):
+    root, written = folder
+    cache = tmp_path / "cache"
+    load_image_folder(root, cache_dir=cache, progress=False)
+    a, b = root / "train" / "ant" / "0000.png", root / "train" / "cat" / "0000.png"
+    sa, sb = a.stat(), b.stat()
+    os.replace(a, root / "tmp.png")
+    os.replace(b, a)
+    os.replace(root / "tmp.png", b)
+    os.utime(a, ns=(sa.st_atime_ns, sa.st_mtime_ns))
+    os.utime(b, ns=(sb.st_atime_ns, sb.st_mtime_ns))
+    d = load_image_folder(root, cache_dir=cache, progress=False)
+    moved = written[("train", "cat", "0000.png")]            # now in ant/: label 0
+    assert d["y_train"][_column_of(d["X_train"], _official(moved))] == 0
+
+
+def test_16_bit_greyscale_is_scaled_not_white(tmp_path):
+    root = tmp_path / "deep"
+    _make(root, ["a", "b"], n_train=1, n_test=1)
+    grey8 = np.arange(1024, dtype=np.uint16).reshape(32, 32) % 256
+    im = Image.fromarray((grey8 * 257).astype(np.uint16))      # 16-bit: 0..65535
+    assert im.mode.startswith("I")
+    im.save(root / "train" / "a" / "deep.png")
+    with Image.open(root / "train" / "a" / "deep.png") as check:
+        assert check.mode.startswith("I")                       # really read back as 16-bit
+    with pytest.warns(UserWarning, match=r"1 16-bit image\(s\) were scaled to 8 bits"):
+        d = load_image_folder(root, cache_dir=tmp_path / "cache", progress=False)
+    want = _official(np.stack([grey8.astype(np.uint8)] * 3, axis=2))
+    assert d["y_train"][_column_of(d["X_train"], want)] == 0
+    assert d["converted"] == {"16-bit": 1, "transparent": 0}
+    with pytest.warns(UserWarning, match="16-bit"):              # said again from the cache
+        again = load_image_folder(root, cache_dir=tmp_path / "cache", progress=False)
+    assert np.array_equal(again["X_train"], d["X_train"]) and again["converted"] == d["converted"]
+
+
+def test_transparent_pixels_are_composited_onto_black_and_said(tmp_path):
+    root = tmp_path / "alpha"
+    _make(root, ["a", "b"], n_train=1, n_test=1)
+    rgb = np.full((32, 32, 3), 200, np.uint8)
+    alpha = np.full((32, 32), 255, np.uint8)
+    alpha[:16] = 0                                              # top half transparent
+    alpha[16:, :8] = 128                                        # a half-transparent strip
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(root / "train" / "a" / "rgba.png")
+    pal = Image.fromarray(np.full((32, 32), 3, np.uint8), "P")  # palette, index 3 transparent
+    pal.putpalette([0, 0, 0, 10, 10, 10, 20, 20, 20, 250, 250, 250] + [0] * 756)
+    pal.save(root / "test" / "b" / "pal.png", transparency=3)
+    with pytest.warns(UserWarning, match=r"2 image\(s\) with transparent pixels.*onto black"):
+        d = load_image_folder(root, cache_dir=False, progress=False)
+    want = rgb.copy()
+    want[:16] = 0
+    want[16:, :8] = (200 * 128 + 127) // 255
+    assert d["y_train"][_column_of(d["X_train"], _official(want))] == 0
+    assert d["y_test"][_column_of(d["X_test"], np.zeros(3072, np.uint8))] == 1
+    assert d["converted"] == {"16-bit": 0, "transparent": 2}
+
+
+def test_opaque_alpha_changes_nothing_and_says_nothing(tmp_path, recwarn):
+    root = tmp_path / "opaque"
+    _make(root, ["a", "b"], n_train=1, n_test=1)
+    rgb = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    _save(root / "train" / "b" / "rgba.png", rgb, mode="RGBA")
+    d = load_image_folder(root, cache_dir=False, progress=False)
+    assert d["y_train"][_column_of(d["X_train"], _official(rgb))] == 1
+    assert d["converted"] == {"16-bit": 0, "transparent": 0}
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_a_symlink_loop_is_named_not_a_raw_oserror(tmp_path, monkeypatch):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(ImageFolderError, match="symbolic link loop") as exc:
+        load_image_folder(loop, cache_dir=False, progress=False)
+    assert str(loop) in str(exc.value)
+    with pytest.raises(ImageFolderError, match="symbolic link loop"):
+        I.folder_summary(loop)
+    assert "loop" in I.path_problem(loop)
+
+
+@pytest.mark.parametrize("where", ["class folder", "image", "split"])
+def test_broken_links_and_loops_inside_the_folder_are_named(folder, monkeypatch, where):
+    root, _ = folder
+    if where == "class folder":
+        bad = root / "train" / "dog"
+        bad.symlink_to(root / "train" / "dog")                  # a loop
+        why = "loop"
+    elif where == "image":
+        bad = root / "test" / "bee" / "gone.png"
+        bad.symlink_to(root / "nowhere" / "gone.png")           # broken
+        why = "broken"
+    else:
+        (root / "test").rename(root / "test-real")
+        bad = root / "test"
+        bad.symlink_to(root / "moved-away")
+        why = "broken"
+    _no_decoding(monkeypatch)                                    # found before decoding
+    with pytest.raises(ImageFolderError) as exc:
+        load_image_folder(root, cache_dir=False, progress=False)
+    assert str(bad) in str(exc.value) and why in str(exc.value)
+
+
+def test_a_link_with_another_extension_is_skipped_like_other_files(folder):
+    root, _ = folder
+    (root / "train" / "bee" / "notes.txt").symlink_to(root / "nowhere.txt")
+    d = load_image_folder(root, cache_dir=False, progress=False)
+    assert d["X_train"].shape == (3072, 12)
+
+
+def test_folder_summary_counts_without_decoding(folder, monkeypatch):
+    root, _ = folder
+    _no_decoding(monkeypatch)
+    s = I.folder_summary(root)
+    assert s == {"folder": root.resolve(), "label_names": ["ant", "bee", "cat"],
+                 "n_train": 12, "n_test": 6}
+
+
+def test_bool_seed_is_refused(folder):
+    root, _ = folder
+    with pytest.raises(ValueError, match="seed"):
+        load_image_folder(root, cache_dir=False, seed=True, progress=False)

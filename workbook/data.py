@@ -359,7 +359,14 @@ def _image_folder(value, what: str) -> Path:
     if images.is_image_folder(p):
         return p
     layout = "train/<class>/*.png|.jpg and test/<class>/*.png|.jpg (32x32 images)"
-    why = images.path_problem(p) or f"is not an image folder (no {layout})"
+    why = images.path_problem(p)
+    if why is None:
+        try:                                 # a link inside: the scan names it precisely
+            images.folder_summary(p)
+        except images.ImageFolderError as exc:
+            if "symbolic link" in str(exc):
+                raise images.ImageFolderError(f"{what}={str(value)!r}: {exc}") from None
+    why = why or f"is not an image folder (no {layout})"
     do = (f"point it at an image folder laid out as {layout}, or unset it"
           if what == "WORKBOOK_DATA" else f"source must be 'auto', 'cifar10', 'synthetic' or "
           f"the path of an image folder laid out as {layout}")

@@ -17,6 +17,7 @@ full disk, Ctrl-C): the target is then exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import http.client
@@ -229,6 +230,7 @@ class _Terminated(BaseException):
         raise cls(signum)
 
 
+_LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 _STALE_PART_S = 3600      # a .part file untouched this long belongs to a killed download
 
 
@@ -327,6 +329,12 @@ def _download(url, dest: Path, md5, retries, chunk, timeout, progress, advice) -
             last = str(exc)
         except http.client.IncompleteRead as exc:
             last = f"download of {url} was cut short ({exc!r})"
+        except OSError as exc:
+            if isinstance(exc, urllib.error.URLError) or exc.errno not in _LOCAL_ERRORS:
+                raise DownloadError(f"could not download {url}: {exc}. If you are offline, "
+                                    f"{advice}.") from exc
+            raise DownloadError(f"could not save {url} to {dest}: {exc}. Nothing was kept; "
+                                f"free some space or choose another folder.") from exc
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             # URLError/HTTPError/timeouts/connection resets are all OSError;
             # ValueError is urllib's "unknown url type".

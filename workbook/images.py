@@ -86,8 +86,7 @@ def _class_dirs(split_dir: Path) -> list[str]:
     """Names of the non-hidden sub-folders of split_dir (unsorted); [] if it is no folder."""
     if not split_dir.is_dir():
         return []
-    with os.scandir(split_dir) as it:
-        return [e.name for e in it if e.is_dir() and not _is_hidden(e.name)]
+    return _listing(split_dir)[0]
 
 
 def _link_problem(path) -> str | None:
@@ -136,9 +135,13 @@ def _listing(folder: Path) -> tuple[list[str], list[str], list[tuple[str, str]]]
             for e in it:
                 if _is_hidden(e.name):
                     continue
-                if e.is_dir():
+                try:
+                    kind = "dir" if e.is_dir() else "file" if e.is_file() else None
+                except OSError:                  # e.g. ELOOP: a link loop
+                    kind = None
+                if kind == "dir":
                     dirs.append(e.name)
-                elif e.is_file():
+                elif kind == "file":
                     files.append(e.name)
                 elif e.is_symlink():
                     why = _link_problem(e.path)
