@@ -1,14 +1,27 @@
-"""Tests for helpers.py section 2 (convolution): layouts, MX, the four convolutions, debug file.
+"""Tests for helpers.py sections 1-2 (layouts, convolution) and the engine's batch-first MX
+(workbook/layout.py) beside them: the MX constructions, the convolutions, the debug file.
 
-The independent oracle is torch.nn.functional.conv2d with stride f (layouts mapped here, in the
-test); the spec formulas (CIFAR-10's pixel order, the spec's loop MX) are written out here too.
+The independent oracle is torch.nn.functional.conv2d with stride f (workbook.oracle.torch_conv2d);
+the spec formulas (CIFAR-10's pixel order, the spec's loop MX) are written out here too.
 """
 import numpy as np
 import pytest
 
 import helpers as H
-from workbook import oracle
+from workbook import fastsgd, oracle
+from workbook.layout import as_batch_first, mx_batch_first
 from _common import rel_err
+
+
+def engine_conv(MX, Fs_flat):
+    """The engine's convolution: one GEMM over the batch-first MX (n*n_p, d) @ Fs_flat, returned
+    in the spec layout (n_p, nf, n)."""
+    mxb = as_batch_first(MX)
+    n, n_p, d = mxb.shape
+    return fastsgd.matmul_rows(mxb.reshape(n * n_p, d), Fs_flat).reshape(n, n_p, -1).transpose(1, 2, 0)
+
+
+CONVS = {"conv_matmul": H.conv_matmul, "conv_einsum": H.conv_einsum, "engine GEMM": engine_conv}
 
 
 def rand_X(n, dtype=np.float64, seed=0):
@@ -71,27 +84,17 @@ def test_mx_batch_first_equals_build_mx(f, dtype):
     X = rand_X(n, dtype, seed=3)
     ref = H.build_mx(H.to_images(X), f)
     for chunk in (8192, 3):  # one chunk, and several chunks with a remainder
-        mxb = H.mx_batch_first(X, f, dtype=dtype, chunk=chunk)
+        mxb = mx_batch_first(X, f, dtype=dtype, chunk=chunk)
         assert mxb.shape == (n, (32 // f) ** 2, f * f * 3) and mxb.dtype == dtype
         assert mxb.flags.c_contiguous
         for i in range(n):
             assert np.array_equal(mxb[i], ref[:, :, i]), \
                 f"mx_batch_first(X, {f})[{i}] != build_mx(to_images(X), {f})[:, :, {i}] (chunk={chunk})"
         assert np.array_equal(mxb.transpose(1, 2, 0), ref)
-        assert np.array_equal(H.as_batch_first(ref), mxb)
+        assert np.array_equal(as_batch_first(ref), mxb)
 
 
 # ------------------------------------------------------------------------ the convolutions
-
-def torch_conv(X_ims, Fs):
-    """Independent conv_outputs (R, C, nf, n) from torch conv2d with stride f."""
-    torch = pytest.importorskip("torch")
-    f = Fs.shape[0]
-    x = torch.from_numpy(np.ascontiguousarray(X_ims.transpose(3, 2, 0, 1)))   # (n, 3, 32, 32)
-    w = torch.from_numpy(np.ascontiguousarray(Fs.transpose(3, 2, 0, 1)))      # (nf, 3, f, f)
-    out = torch.nn.functional.conv2d(x, w, stride=f).numpy()                  # (n, nf, R, C)
-    return out.transpose(2, 3, 1, 0)
-
 
 CONV_CASES = [(2, 3, 2), (2, 1, 3), (4, 2, 5), (4, 10, 3), (8, 40, 2), (8, 5, 4),
               (16, 160, 2), (16, 7, 3)]
@@ -100,14 +103,16 @@ CONV_CASES = [(2, 3, 2), (2, 1, 3), (4, 2, 5), (4, 10, 3), (8, 40, 2), (8, 5, 4)
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("f,nf,n", CONV_CASES)
 def test_all_convolutions_agree_with_torch_conv2d(f, nf, n, dtype, tol):
-    torch = pytest.importorskip("torch")  # noqa: F841
+    if not oracle.torch_available():
+        pytest.skip("torch is not installed (the optional oracle); test_conv_outputs_reshape_is_"
+                    "conv_outputs_mat checks the methods exactly without it")
     rng = np.random.default_rng(f * 100 + nf + n)
     X = rng.standard_normal((3072, n)).astype(dtype)
     Fs = rng.standard_normal((f, f, 3, nf)).astype(dtype)
     ims = H.to_images(X)
     n_p = (32 // f) ** 2
 
-    ref = torch_conv(ims, Fs)
+    ref = oracle.torch_conv2d(ims, Fs)
     loops = H.conv_loops(ims, Fs)
     assert loops.dtype == dtype, f"conv_loops returned {loops.dtype} for {dtype.__name__} input"
     assert_close(f"conv_loops vs torch conv2d (f={f}, nf={nf}, n={n})", loops, ref, tol)
@@ -116,11 +121,8 @@ def test_all_convolutions_agree_with_torch_conv2d(f, nf, n, dtype, tol):
     Fs_flat = H.flatten_filters(Fs)
     assert np.array_equal(Fs_flat, Fs.reshape((f * f * 3, nf), order="C"))
     ref_mat = ref.reshape((n_p, nf, n), order="C")
-    results = {"conv_matmul": H.conv_matmul(MX, Fs_flat),
-               "conv_einsum(optimize=True)": H.conv_einsum(MX, Fs_flat, optimize=True),
-               "conv_einsum(optimize=False)": H.conv_einsum(MX, Fs_flat, optimize=False),
-               "conv_fast": H.conv_fast(MX, Fs_flat)}
-    for name, out in results.items():
+    for name, conv in CONVS.items():
+        out = conv(MX, Fs_flat)
         assert out.dtype == dtype, f"{name} returned {out.dtype} for {dtype.__name__} input"
         assert_close(f"{name} vs torch conv2d (f={f}, nf={nf}, n={n})", out, ref_mat, tol)
         assert_close(f"{name} vs conv_loops reshaped", out,
@@ -136,9 +138,12 @@ def test_conv_outputs_reshape_is_conv_outputs_mat():
     X = rng.integers(-5, 6, (3072, n)).astype(np.float64)
     Fs = rng.integers(-3, 4, (f, f, 3, nf)).astype(np.float64)
     co = H.conv_loops(H.to_images(X), Fs)
-    mat = H.conv_matmul(H.build_mx(H.to_images(X), f), H.flatten_filters(Fs))
+    MX, Fs_flat = H.build_mx(H.to_images(X), f), H.flatten_filters(Fs)
     g = 32 // f
-    assert np.array_equal(co.reshape((g * g, nf, n), order="C"), mat)
+    for name, conv in CONVS.items():
+        assert np.array_equal(co.reshape((g * g, nf, n), order="C"), conv(MX, Fs_flat)), \
+            f"{name} != conv_loops reshaped (integer data: the sums are exact)"
+    mat = H.conv_matmul(MX, Fs_flat)
     assert co[2, 1, 1, 1] == mat[2 * g + 1, 1, 1]
 
 
@@ -146,7 +151,8 @@ def test_conv_outputs_reshape_is_conv_outputs_mat():
 
 @pytest.mark.parametrize("kw", [{}, {"f": 8, "nf": 3, "nh": 7, "n": 4, "seed": 3}])
 def test_debug_file_round_trip_and_numpy_reproduces_it(tmp_path, kw):
-    pytest.importorskip("torch")
+    if not oracle.torch_available():
+        pytest.skip("torch is not installed: the debug file is generated by the torch twin")
     f, nf, nh, n = kw.get("f", 4), kw.get("nf", 2), kw.get("nh", 50), kw.get("n", 5)
     n_p = (32 // f) ** 2
     path = oracle.make_debug_file(tmp_path / "debug.npz", **kw)
@@ -177,7 +183,7 @@ def test_debug_file_round_trip_and_numpy_reproduces_it(tmp_path, kw):
     check("conv_outputs", H.conv_loops(ims, d["Fs"]))
     MX = H.build_mx(ims, f)
     Fs_flat = H.flatten_filters(d["Fs"])
-    for conv in (H.conv_matmul, H.conv_einsum, H.conv_fast):
+    for conv in CONVS.values():
         check("conv_outputs_mat", conv(MX, Fs_flat))
     params = {"Fs": d["Fs"], "b0": np.zeros((nf, 1)), "W1": d["W1"], "b1": d["b1"],
               "W2": d["W2"], "b2": d["b2"]}
@@ -200,13 +206,13 @@ def test_filter_width_must_divide_32(f):
     with pytest.raises(ValueError, match="divides 32"):
         H.build_mx_naive(ims, f)
     with pytest.raises(ValueError, match="divides 32"):
-        H.mx_batch_first(np.zeros((3072, 1)), f)
+        mx_batch_first(np.zeros((3072, 1)), f)
 
 
 def test_conv_loops_rejects_filters_that_do_not_tile():
     with pytest.raises(ValueError, match="divides 32"):
         H.conv_loops(np.zeros((32, 32, 3, 1)), np.zeros((3, 3, 3, 2)))
-    with pytest.raises(ValueError, match=r"\(f, f, 3, nf\)"):
+    with pytest.raises(ValueError, match=r"Fs must have shape"):
         H.conv_loops(np.zeros((32, 32, 3, 1)), np.zeros((4, 4, 2, 2)))
 
 
@@ -216,7 +222,7 @@ def test_wrong_X_shape_is_refused(shape):
     with pytest.raises(ValueError, match=r"\(3072, n\)"):
         H.to_images(X)
     with pytest.raises(ValueError, match=r"\(3072, n\)"):
-        H.mx_batch_first(X, 4)
+        mx_batch_first(X, 4)
 
 
 @pytest.mark.parametrize("shape", [(32, 32, 4, 2), (31, 32, 3, 1), (3072, 2), (32, 32, 3, 1, 1)])
@@ -232,7 +238,7 @@ def test_wrong_X_ims_shape_is_refused(shape):
         H.to_columns(ims)
 
 
-@pytest.mark.parametrize("conv", [H.conv_matmul, H.conv_einsum, H.conv_fast])
+@pytest.mark.parametrize("conv", [H.conv_matmul, H.conv_einsum])
 def test_filters_must_match_mx_rows(conv):
     MX = H.build_mx(np.zeros((32, 32, 3, 2)), 4)        # (64, 48, 2)
     with pytest.raises(ValueError, match="Fs_flat must have shape"):

@@ -83,8 +83,8 @@ def test_twin_sees_label_smoothing_and_l2_on_weights_only():
         assert np.allclose(g_lam[k], g0[k], atol=1e-14), f"L2 must not touch the bias {k}"
 
 
-@pytest.mark.parametrize("f,nf", [(4, 3), ((4, 8), (3, 2))])
-def test_twin_sgd_step_is_torch_sgd_with_weight_decay(f, nf):
+@pytest.mark.parametrize("f,nf,dropout", [(4, 3, False), (4, 3, True), ((4, 8), (3, 2), False)])
+def test_twin_sgd_step_is_torch_sgd_with_weight_decay(f, nf, dropout):
     """twin.sgd_step (torch.optim.SGD, weight_decay 2 lam on Fs and W) equals helpers.sgd_step
     applied to the twin's own loss gradients, and engine.train_step from the same weights."""
     needs_torch()
@@ -92,13 +92,14 @@ def test_twin_sgd_step_is_torch_sgd_with_weight_decay(f, nf):
     p, MX, Y = oracle.tiny_net(f=f, nf=nf, nh=6, n=8, seed=3)
     X = np.random.default_rng(1).standard_normal((3072, 8))
     y = Y.argmax(axis=0)
+    mask = (np.random.default_rng(2).random((8, 6)) < 0.5) * 2.0 if dropout else None
     twin = oracle.TorchTwin(p)
-    g = twin.gradients(X, Y, 0.0, eps)["grads"]
+    g = twin.gradients(X, Y, 0.0, eps, drop_mask=mask)["grads"]
     want = H.sgd_step(p, g, eta, lam)
-    loss_t = twin.sgd_step(X, y, eta, lam, eps)
+    loss_t = twin.sgd_step(X, y, eta, lam, eps, drop_mask=mask)
     got = twin.params_numpy()
     p_eng = {k: v.copy() for k, v in p.items()}
-    loss_e = engine.train_step(p_eng, engine.mx_for(p_eng, X), y, eta, lam, eps)
+    loss_e = engine.train_step(p_eng, engine.mx_for(p_eng, X), y, eta, lam, eps, mask)
     assert abs(loss_t - loss_e) < 1e-12, f"batch loss: twin {loss_t}, engine.train_step {loss_e}"
     for k in p:
         moved = np.max(np.abs(want[k] - p[k]))

@@ -102,10 +102,11 @@ class TorchTwin:
         x = np.ascontiguousarray(X.T, dtype=self.dtype)
         return self.torch.from_numpy(x).view(X.shape[1], 3, 32, 32)
 
-    def forward(self, X) -> dict:
+    def forward(self, X, drop_mask=None) -> dict:
         """Tensors of the forward pass for X (3072, n): conv_pre (one (n_p*nf, n) per branch,
         before ReLU, gradients retained), conv_flat (width, n), X1 (nh, n), S, P (K, n); with one
-        filter size also conv_outputs (g, g, nf, n) and conv_outputs_mat (n_p, nf, n)."""
+        filter size also conv_outputs (g, g, nf, n) and conv_outputs_mat (n_p, nf, n).
+        drop_mask: (n, nh) batch-first, as the engine takes it (dropout: X1 * drop_mask.T)."""
         torch, t = self.torch, self.t
         x = self.images(X)
         n = x.shape[0]
@@ -123,6 +124,8 @@ class TorchTwin:
         o["conv_pre"] = pre
         o["conv_flat"] = torch.cat([torch.relu(z) for z in pre], dim=0)
         o["X1"] = torch.relu(t["W1"] @ o["conv_flat"] + t["b1"])
+        if drop_mask is not None:
+            o["X1"] = o["X1"] * torch.as_tensor(np.asarray(drop_mask, self.dtype).T)
         o["S"] = t["W2"] @ o["X1"] + t["b2"]
         o["P"] = torch.softmax(o["S"], dim=0)
         return o
@@ -138,7 +141,8 @@ class TorchTwin:
         """|Fs|^2 + |W1|^2 + |W2|^2 (every filter bank and weight, never a bias), a tensor."""
         return sum((v ** 2).sum() for k, v in self.t.items() if k.startswith(("Fs", "W")))
 
-    def gradients(self, X, Y, lam: float = 0.0, eps: float = 0.0, loss_fn=None) -> dict:
+    def gradients(self, X, Y, lam: float = 0.0, eps: float = 0.0, loss_fn=None,
+                  drop_mask=None) -> dict:
         """Autograd of the cost for images X (3072, n) and one-hot Y (K, n). loss_fn(S) replaces
         the smoothed cross-entropy (e.g. torch's own cross_entropy). Returns numpy arrays:
         grads {key: array of params[key].shape}, loss, cost (floats), the forward's conv_flat,
@@ -146,7 +150,7 @@ class TorchTwin:
         (n_p*nf, n) gradient at each branch's pre-ReLU output)."""
         for v in self.t.values():
             v.grad = None
-        o = self.forward(X)
+        o = self.forward(X, drop_mask)
         Y = check_Y(Y, o["S"].shape[1], o["S"].shape[0])
         loss = self.loss(o["S"], Y, eps) if loss_fn is None else loss_fn(o["S"])
         cost = loss + lam * self.penalty()
@@ -157,17 +161,18 @@ class TorchTwin:
         out["loss"], out["cost"] = float(loss.detach()), float(cost.detach())
         return out
 
-    def sgd_step(self, X, y, eta: float, lam: float = 0.0, eps: float = 0.0) -> float:
+    def sgd_step(self, X, y, eta: float, lam: float = 0.0, eps: float = 0.0,
+                 drop_mask=None) -> float:
         """One update with torch.optim.SGD (lr eta; weight_decay 2 lam on the filters and weights,
         none on the biases: the gradient of lam |W|^2) on images X (3072, b), labels y (b,).
-        Returns the batch loss before the update."""
+        drop_mask as in forward. Returns the batch loss before the update."""
         torch = self.torch
         groups = [{"params": [v for k, v in self.t.items() if not k.startswith("b")],
                    "weight_decay": 2.0 * lam},
                   {"params": [v for k, v in self.t.items() if k.startswith("b")], "weight_decay": 0.0}]
         opt = torch.optim.SGD(groups, lr=eta)
         opt.zero_grad(set_to_none=True)
-        S = self.forward(X)["S"]
+        S = self.forward(X, drop_mask)["S"]
         Y = torch.nn.functional.one_hot(torch.as_tensor(np.asarray(y, np.int64)), S.shape[0]).T
         loss = self.loss(S, Y.numpy(), eps)
         loss.backward()
