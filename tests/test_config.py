@@ -1,7 +1,7 @@
 """Tests for workbook/config.py: WORKBOOK_FAST means exactly unset/0/1 (issue 21)."""
 import pytest
 
-from workbook import config, data
+from workbook import config, data, synthetic
 
 
 @pytest.mark.parametrize("value,fast", [(None, False), ("", False), ("0", False), ("1", True),
@@ -30,6 +30,8 @@ def test_a_bad_value_stops_load_dataset_before_any_data(monkeypatch):
 
     def no_data(*a, **k):
         raise AssertionError("data was generated")
-    monkeypatch.setattr(data.synthetic, "synthetic_part", no_data)
+    monkeypatch.setattr(data, "_synthetic_part", no_data, raising=False)   # (before #21)
+    monkeypatch.setattr(synthetic, "synthetic_part", no_data, raising=False)
+    monkeypatch.setattr(synthetic, "make_synthetic", no_data)
     with pytest.raises(ValueError, match="WORKBOOK_FAST"):
         data.load_dataset(source="synthetic", n_train=10, n_val=5, n_test=5, verbose=False)

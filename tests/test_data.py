@@ -765,7 +765,9 @@ def _no_loading(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("data was loaded before the arguments were checked")
     monkeypatch.setattr(data, "load_cifar10", boom)
-    monkeypatch.setattr(data.synthetic, "synthetic_part", boom)
+    monkeypatch.setattr(synthetic, "synthetic_part", boom, raising=False)
+    monkeypatch.setattr(synthetic, "make_synthetic", boom)
+    monkeypatch.setattr(data, "_synthetic_part", boom, raising=False)   # (the code before #21)
     monkeypatch.setattr(images, "_decode", boom)
 
 
