@@ -48,7 +48,7 @@ def train_recipe(arch: dict, cfg, data: dict, seed: int = 0, label: str = "recip
     """
     arch = recipe_arch(arch)
     cfg = dataclasses.replace(as_engine_config(cfg), seed=int(seed)).validate()
-    params = init_params(**arch, seed=int(seed), dtype=data["X_train"].dtype)
+    params = init_params(**arch, K=int(data.get("K", 10)), seed=int(seed), dtype=data["X_train"].dtype)
     Xv, yv = _val_split(data)
     params, hist = train(params, data["X_train"], data["y_train"], cfg, Xv, yv,
                          data_name=data.get("name", ""), callback=callback)

@@ -117,7 +117,7 @@ def run_architectures(archs: dict, cfg, data: dict, seed: int = 0,
                                  "or pass the config it was trained with")
             how = "reused"
         else:
-            params = init_params(f, nf, nh, seed=seed)
+            params = init_params(f, nf, nh, K=int(data.get("K", 10)), seed=seed)
             params, hist = train(params, data["X_train"], data["y_train"], cfg,
                                  data["X_test"], data["y_test"], data_name=data.get("name", ""))
             row = result_row(label, params, cfg, hist)

@@ -34,6 +34,9 @@ def patch_whitening(X: np.ndarray, fs, reg: float, n_sample: int = 10000, seed: 
     for f in fs:
         P = mx_batch_first(sub, f, dtype=np.float64).reshape(-1, f * f * 3)
         s, U = np.linalg.eigh(P.T @ P / P.shape[0])
+        if not s.max() > 0:
+            raise ValueError(f"the training patches (f={f}) have no variance: the images are "
+                             "constant, so there is nothing to whiten; train without whiten")
         W = (U * (1.0 / np.sqrt(s + reg * s.max()))) @ U.T
         W *= np.sqrt(1.0 / np.mean(np.sum((P @ W) ** 2, axis=1) / P.shape[1]))
         out[f] = W.astype(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32)
