@@ -346,13 +346,14 @@ class TrainConfig:
                                    and v >= 1)
             if not ok:
                 raise ValueError(f"TrainConfig.{fd.name} must be {kind}; got {v!r}")
-        if min(self.n_cycles, self.step, self.batch_size, self.eval_train_n) < 1 or self.seed < 0:
-            raise ValueError("n_cycles, step, batch_size, eval_train_n must be >= 1, seed >= 0")
-        if not (0 < self.eta_min <= self.eta_max and self.lam >= 0 and 0 <= self.eps < 1
-                and self.eta_decay > 0):
-            raise ValueError(f"need 0 < eta_min <= eta_max, lam >= 0, 0 <= eps < 1, eta_decay > 0;"
-                             f" got {self.eta_min}, {self.eta_max}, {self.lam}, {self.eps}, "
-                             f"{self.eta_decay}")
+        for name, ok, want in (
+                ("n_cycles", self.n_cycles >= 1, ">= 1"), ("step", self.step >= 1, ">= 1"),
+                ("batch_size", self.batch_size >= 1, ">= 1"), ("seed", self.seed >= 0, ">= 0"),
+                ("eval_train_n", self.eval_train_n >= 1, ">= 1"), ("lam", self.lam >= 0, ">= 0"),
+                ("eta_min", 0 < self.eta_min <= self.eta_max, f"in (0, eta_max={self.eta_max}]"),
+                ("eps", 0 <= self.eps < 1, "in [0, 1)"), ("eta_decay", self.eta_decay > 0, "> 0")):
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {want}; got {getattr(self, name)!r}")
         return self
 
 
