@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test workbook docs lab bench data strip clean
+.PHONY: test workbook docs lab bench data strip clean ui-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ test: $(STAMP)
 	WORKBOOK_FAST=1 MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
 		$(BIN)/python -m pytest -p no:cacheprovider \
 		--nbval-lax --nbval-current-env tests notebooks
+
+# The browser tests alone (tests/ui/: JupyterLab and Notebook 7 in headless chromium; they skip,
+# saying why, without chromium + chromium-driver (apt-get) and selenium). make test runs them too.
+# UI_SCREENSHOT=docs/panel.png also saves the training panel's picture for the README.
+ui-test: $(STAMP)
+	WORKBOOK_UI_SCREENSHOT=$(UI_SCREENSHOT) MPLBACKEND=Agg \
+		$(BIN)/python -m pytest -p no:cacheprovider -v -rs tests/ui
 
 data: $(STAMP)
 	$(BIN)/python -c "from workbook import data; data.fetch_cifar10_or_explain()"

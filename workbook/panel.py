@@ -406,7 +406,8 @@ class TrainingRun:
 
     def title(self, hist) -> str:
         k = hist.t[-1] if hist.t else 0
-        return f"update {k:,} of {self.T:,} - {data_tag(getattr(hist, 'data', ''))}".strip(" -")
+        tag = data_tag(getattr(hist, "data", ""))
+        return f"evaluated at update {k:,} of {self.T:,} - {tag}".strip(" -")
 
     def _work(self) -> None:
         s, d = self.settings, self.data

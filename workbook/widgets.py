@@ -73,7 +73,7 @@ def explorer_report(f: int, nf, n: int = 20, nf_max: int = EXPLORER_NF_MAX) -> s
 
 def _row(label: str, *children, width: str = "200px"):
     import ipywidgets as W
-    return W.HBox([W.Label(label, layout=W.Layout(width="90px")), *children],
+    return W.HBox([W.Label(label, layout=W.Layout(width="115px")), *children],
                   layout=W.Layout(width=width))
 
 
@@ -134,7 +134,7 @@ def training_panel(data: dict, n_test: int = 1000, **defaults):
     cols = [["f", "nf", "nh", "n_train", "batch_size", "seed"],
             ["n_cycles", "step", "increasing", "eta_min", "eta_max", "eta_decay"],
             ["lam", "eps", "flip", "translate", "dropout"]]
-    grid = W.HBox([W.VBox([_row(P.SETTINGS[k].label, w[k], width="220px") for k in c])
+    grid = W.HBox([W.VBox([_row(P.SETTINGS[k].label, w[k], width="245px") for k in c])
                    for c in cols])
     box = W.VBox([grid, W.HBox([button, stop, allow]), est, W.HBox([bar, status]), table,
                   curves, note])
@@ -232,7 +232,8 @@ def training_panel(data: dict, n_test: int = 1000, **defaults):
             stop.disabled = False
             run.start()
         except Exception as ex:                       # noqa: BLE001 - the panel stays usable
-            status.value = f"<b>failed:</b> {html.escape(type(ex).__name__)}: {html.escape(str(ex))}"
+            status.value = (f"<b>failed:</b> {html.escape(type(ex).__name__)}: "
+                            f"{html.escape(str(ex))}")
             stop.disabled = True
         finally:
             if box.run is None or not box.run.running:
