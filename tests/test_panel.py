@@ -66,10 +66,16 @@ def test_estimate_gives_size_and_time_and_flags_long_runs(tiny, monkeypatch):
     assert e["updates"] == 200 and e["evaluations"] == 9 and e["epochs"] == 50
     assert e["seconds"] > 0 and not e["long"], e
     assert "200 updates" in e["text"] and "evaluations" in e["text"], e["text"]
-    monkeypatch.setattr(engine, "estimate_seconds",
-                        lambda *a, **k: {"seconds": 400.0, "per_update_s": 2.0})
-    e = panel.estimate(tiny, dict(s, seed=1), 20)                # another key: not cached
-    assert e["long"] and "6:40" in e["text"], e
+    calls = []
+
+    def fake(params, cfg, n_train, n_eval):
+        calls.append(cfg.n_updates)
+        return {"seconds": 0.0, "per_update_s": 2.0, "eval_s": 0.0, "updates": cfg.n_updates}
+    monkeypatch.setattr(engine, "estimate_seconds", fake)
+    e = panel.estimate(tiny, dict(s, nf=3), 20)                  # another shape: measured
+    assert e["long"] and "6:40" in e["text"] and e["seconds"] == 400.0, e
+    e = panel.estimate(tiny, dict(s, nf=3, step=100, lam=0.1), 20)   # same shape: scaled
+    assert e["seconds"] == 800.0 and len(calls) == 1, (e, calls)
 
 
 def test_curves_png_waits_for_the_second_evaluation():
@@ -158,3 +164,10 @@ def test_a_diverging_run_is_kept_with_its_label(tiny):
     assert isinstance(run.error, H.TrainingDiverged), run.error
     assert run.result.label == "diverged at update 7 of 80" and not run.result.final
     assert run.result.params is not None
+
+
+def test_stop_all_stops_runs_left_behind(tiny):
+    run = _run(tiny, settings={"step": 5000, "n_cycles": 3}).start()
+    assert panel.stop_all() >= 1
+    assert run.wait(10) and run.result.history.status == "stopped"
+    assert panel.stop_all() == 0

@@ -20,6 +20,7 @@ import math
 import re
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -229,6 +230,7 @@ def data_tag(name: str) -> str:
 
 
 _ESTIMATES: dict = {}
+_RUNNING: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def estimate(data: dict, s: dict, n_test: int) -> dict:
@@ -236,20 +238,26 @@ def estimate(data: dict, s: dict, n_test: int) -> dict:
 
     Returns {"updates", "epochs", "evaluations", "parameters", "seconds", "per_update_s",
     "long" (seconds > LONG_RUN_S), "text"}. The time comes from engine.estimate_seconds (a few
-    timed updates on random data of the run's shape; cached per shape and schedule).
+    timed updates on random data of the run's shape, plus its cost model of the evaluations),
+    measured once per network shape and batch and scaled to the schedule: changing step or
+    the learning rates costs nothing.
     """
     cfg = make_config(s)
     T, n_test = cfg.n_updates, min(int(n_test), data["X_test"].shape[1])
-    key = (s["f"], s["nf"], s["nh"], s["n_train"], n_test, tuple(sorted(cfg.to_dict().items())))
+    n_evals = -(-T // cfg.eval_period) + 1        # at 0, every eval_period updates, at the end
+    key = (s["f"], s["nf"], s["nh"], s["batch_size"], s["flip"] or s["translate"] > 0,
+           s["dropout"] > 0, cfg.eval_train_n, n_test, cfg.threads)
     if key not in _ESTIMATES:
         params = engine.init_params(s["f"], s["nf"], s["nh"], seed=s["seed"])
+        probe = dataclasses.replace(cfg, n_cycles=1, step=100, increasing=False)
+        e = engine.estimate_seconds(params, probe, s["n_train"], n_test)
+        per_eval = float(e["eval_s"]) / (probe.n_updates // probe.eval_period + 2)
+        n_par = int(sum(np.asarray(v).size for v in params.values()))
         if len(_ESTIMATES) > 64:
             _ESTIMATES.clear()
-        e = engine.estimate_seconds(params, cfg, s["n_train"], n_test)
-        n_par = int(sum(np.asarray(v).size for v in params.values()))
-        _ESTIMATES[key] = (float(e["seconds"]), float(e["per_update_s"]), n_par)
-    seconds, per_update, n_par = _ESTIMATES[key]
-    n_evals = -(-T // cfg.eval_period) + 1        # at 0, every eval_period updates, at the end
+        _ESTIMATES[key] = (float(e["per_update_s"]), per_eval, n_par)
+    per_update, per_eval, n_par = _ESTIMATES[key]
+    seconds = T * per_update + n_evals * per_eval
     epochs = T * s["batch_size"] / s["n_train"]
     text = (f"{T:,} updates ({epochs:.1f} epochs of {s['n_train']:,} images), {n_evals} "
             f"evaluations, {n_par:,} parameters: about {fmt_time(seconds)} on this machine "
@@ -257,6 +265,15 @@ def estimate(data: dict, s: dict, n_test: int) -> dict:
     return {"updates": T, "epochs": epochs, "evaluations": n_evals, "parameters": n_par,
             "seconds": seconds, "per_update_s": per_update, "long": seconds > LONG_RUN_S,
             "text": text}
+
+
+def stop_all() -> int:
+    """Stop every panel run still training (a panel cell run again leaves no run behind it,
+    training unseen); returns how many were asked to stop."""
+    runs = [r for r in list(_RUNNING) if r.running]
+    for r in runs:
+        r.stop()
+    return len(runs)
 
 
 def curves_png(hist, T: int, title: str = "", dpi: int = 80) -> bytes | None:
@@ -358,6 +375,7 @@ class TrainingRun:
 
     def start(self) -> "TrainingRun":
         self.t0 = self._clock()
+        _RUNNING.add(self)
         self.thread.start()
         threading.Thread(target=self._tick, name="training-panel-clock", daemon=True).start()
         return self

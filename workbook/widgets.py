@@ -105,6 +105,7 @@ def training_panel(data: dict, n_test: int = 1000, **defaults):
     v = dict(P.DEFAULTS, n_train=min(P.DEFAULTS["n_train"], n_max))
     v.update(given)
     P.check_settings(v, n_available=n_max)
+    P.stop_all()                   # the run of a panel this cell drew before would train unseen
     wide = W.Layout(width="110px")
     w = {}
     for name, s in P.SETTINGS.items():
