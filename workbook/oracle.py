@@ -188,7 +188,7 @@ def torch_layout(params: dict) -> dict:
     """The weights in torch.nn's layout, for Conv2d(3, nf, f, stride=f) per branch, Flatten,
     Linear(width, nh), ReLU, Linear(nh, K): {'convs': [(weight (nf, 3, f, f), bias (nf,)), ...]
     in increasing f, 'W1' (nh, width) with its columns reordered to Flatten's (nf, g, g) order,
-    'b1' (nh,), 'W2' (K, nh), 'b2' (K,)}, C-contiguous float32/64 as given.
+    'b1' (nh,), 'W2' (K, nh), 'b2' (K,)}: C-contiguous copies, in the params' dtype.
     Why the reorder: the spec flattens conv_outputs patch-major (p*nf + k), Flatten on NCHW
     filter-major (k*n_p + p)."""
     convs, cols, off = [], [], 0
@@ -196,16 +196,16 @@ def torch_layout(params: dict) -> dict:
     for f, kF, kb in filter_branches(params):
         Fs, n_p = np.asarray(params[kF]), check_f(f)
         nf = Fs.shape[3]
-        convs.append((np.ascontiguousarray(Fs.transpose(3, 2, 0, 1)),
-                      np.ascontiguousarray(np.asarray(params[kb]).reshape(nf))))
+        convs.append((np.array(Fs.transpose(3, 2, 0, 1), order="C"),
+                      np.array(np.asarray(params[kb]).reshape(nf), order="C")))
         block = W1[:, off:off + n_p * nf].reshape(W1.shape[0], n_p, nf)
         cols.append(block.transpose(0, 2, 1).reshape(W1.shape[0], nf * n_p))
         off += n_p * nf
     if off != W1.shape[1]:
         raise ValueError(f"W1 has {W1.shape[1]} columns; the filters give {off}")
-    flat = lambda k: np.ascontiguousarray(np.asarray(params[k]).reshape(-1))  # noqa: E731
+    flat = lambda k: np.array(np.asarray(params[k]).reshape(-1), order="C")  # noqa: E731
     return {"convs": convs, "W1": np.ascontiguousarray(np.concatenate(cols, axis=1)),
-            "b1": flat("b1"), "W2": np.ascontiguousarray(params["W2"]), "b2": flat("b2")}
+            "b1": flat("b1"), "W2": np.array(params["W2"], order="C"), "b2": flat("b2")}
 
 
 def torch_grads(params: dict, MX, Y: np.ndarray, lam: float = 0.0, eps: float = 0.0,
