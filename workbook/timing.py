@@ -68,7 +68,7 @@ def time_conv_methods(f: int = 4, nf: int = 10, n: int = 100, repeats: int = 3, 
         ref = ref.reshape((n_p, nf, n_loop), order="C").astype(np.float64)
         rows = [{"method": "loops", "seconds": t_loop, "n_timed": n_loop, "max_abs_diff_vs_loops": 0.0}]
         methods = [("matmul", lambda: H.conv_matmul(MX, Fs_flat)),
-                   ("einsum", lambda: H.conv_einsum(MX, Fs_flat)),
+                   ("einsum (optimize=True)", lambda: H.conv_einsum(MX, Fs_flat)),
                    ("engine GEMM (batch-first)", lambda: conv_gemm(mxb, Fs_flat).transpose(1, 2, 0))]
         for name, fn in methods:
             fn()                  # warm-up (einsum's path search, BLAS threads starting)
