@@ -1,11 +1,15 @@
-"""Tests for workbook.recipes: ablations on a validation split, recipes and seeds."""
+"""Tests for workbook.recipes: ablations on a validation split, recipes and seeds, the
+one-command reproduction (fast mode, never clobbering a checkpoint or a recorded row, a run
+that does not finish never scored/saved/recorded) and its command line."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
-import helpers as H
-from workbook import recipes
+
+from workbook import config, engine, recipes
+from workbook.checkpoints import load_checkpoint
 from _common import TINY, tiny_cfg
-
-
 
 
 def test_run_ablation_one_row_per_variant(tiny_data):
@@ -50,7 +54,7 @@ def test_multi_size_training_finite_history(tiny_data):
         v = np.asarray(getattr(hist, k))
         assert v.size == len(hist.t) > 2, f"history.{k} has {v.size} entries for {len(hist.t)} evaluations"
         assert np.all(np.isfinite(v)), f"history.{k} is not finite: {v}"
-    init = H.init_params(**arch, seed=1)
+    init = engine.init_params(**arch, seed=1)
     moved = {k: float(np.max(np.abs(params[k] - init[k]))) for k in ("Fs_f4", "Fs_f8", "W1")}
     assert all(v > 0 for v in moved.values()), f"some weights never changed: {moved}"
 
@@ -81,7 +85,7 @@ def test_train_recipe_scores_test_once_with_tta(tiny_data):
     cfg = tiny_cfg(flip=True, tta=True)
     params, hist, row = recipes.train_recipe(TINY, cfg, tiny_data, seed=0)
     assert row["val_acc"] == hist.test_acc[-1], "val_acc must be the last monitored (validation) accuracy"
-    P = H.predict(params, tiny_data["X_test"], tta=True)
+    P = engine.predict(params, tiny_data["X_test"], tta=True)
     acc = float(np.mean(P.argmax(axis=0) == tiny_data["y_test"]))
     assert row["test_acc"] == pytest.approx(acc, abs=1e-12), f"test_acc {row['test_acc']} != predict's {acc}"
     assert row["seed"] == 0 and row["eval_split"] == "val"
@@ -90,7 +94,7 @@ def test_train_recipe_scores_test_once_with_tta(tiny_data):
 def test_best_recipe_is_valid():
     r = recipes.BEST_RECIPE
     arch = recipes.recipe_arch(r)
-    p = H.check_params(H.init_params(**arch))
+    p = engine.check_params(engine.init_params(**arch))
     fs = arch["f"] if isinstance(arch["f"], tuple) else (arch["f"],)
     nfs = arch["nf"] if isinstance(arch["nf"], tuple) else (arch["nf"],)
     width = sum((32 // f) ** 2 * nf for f, nf in zip(fs, nfs))
@@ -101,7 +105,7 @@ def test_best_recipe_is_valid():
     assert cfg.eval_train_n <= 5000, "evaluation on a huge train chunk would eat the time budget"
     assert recipes.recipe_for_mode(r, fast=False) == r, "full mode must run the recipe unchanged"
     small = recipes.recipe_for_mode(r, fast=True)
-    H.check_params(H.init_params(**recipes.recipe_arch(small)))
+    engine.check_params(engine.init_params(**recipes.recipe_arch(small)))
     sc = small["cfg"].validate()
     for k in ("flip", "translate", "dropout", "tta", "eta_decay", "eps", "lam", "increasing"):
         assert getattr(sc, k) == getattr(cfg, k), f"fast mode changed the recipe's {k}"
@@ -128,17 +132,175 @@ def test_run_seeds_mean_std_and_reuse(tiny_data):
         recipes.run_seeds(TINY, cfg, tiny_data, seeds=())
 
 
-def test_record_row_replaces_by_seed_and_refuses_other_data(tmp_path, monkeypatch):
-    import json
-    from workbook import config
-    monkeypatch.setattr(config, "DOCS_DIR", tmp_path)
-    p = recipes.record_row("recipe", {"seed": 1, "test_acc": 0.70}, "CIFAR-10 (JPEG q75 copy)")
-    recipes.record_row("recipe", {"seed": 0, "test_acc": 0.71}, "CIFAR-10 (JPEG q75 copy)")
-    recipes.record_row("recipe", {"seed": 1, "test_acc": 0.72}, "CIFAR-10 (JPEG q75 copy)")
-    d = json.loads(p.read_text())
-    assert [(r["seed"], r["test_acc"]) for r in d["rows"]] == [(0, 0.71), (1, 0.72)], d["rows"]
-    assert list(tmp_path.glob("results/*.tmp")) == [], "a temporary file was left behind"
-    with pytest.raises(ValueError, match="not 'SYNTHETIC"):
-        recipes.record_row("recipe", {"seed": 2, "test_acc": 0.9}, "SYNTHETIC (not CIFAR-10)")
-    assert len(json.loads(p.read_text())["rows"]) == 2, "rows of another data set were mixed in"
+# ============================================================ issue 21: nothing unfinished is kept as finished
 
+def _interrupt_at(monkeypatch, k):
+    """Ctrl-C during the k-th training update (engine.train catches it and returns the run)."""
+    real, calls = engine.train_step, []
+
+    def step(*a, **kw):
+        calls.append(1)
+        if len(calls) == k:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine, "train_step", step)
+    return calls
+
+
+SMALL_RECIPE = dict(f=4, nf=4, nh=16, cfg=tiny_cfg(flip=True, tta=True))
+
+
+@pytest.fixture
+def recipe_env(isolated_data, tmp_path, monkeypatch, tiny_data):
+    """Full mode, DATA_DIR and DOCS_DIR in tmp_path, load_dataset -> the tiny data (its calls
+    recorded); a finished checkpoint and a recorded seed-0 row already there."""
+    monkeypatch.setenv("WORKBOOK_FAST", "0")
+    docs = tmp_path / "docs"
+    monkeypatch.setattr(config, "DOCS_DIR", docs)
+    loads = []
+    monkeypatch.setattr(recipes, "load_dataset", lambda **kw: loads.append(kw) or tiny_data)
+    isolated_data.mkdir(parents=True)
+    params, hist, _ = recipes.train_recipe(TINY, tiny_cfg(), tiny_data, seed=0)
+    ck = recipes.save_checkpoint(isolated_data / "best_recipe_seed0.npz", params, tiny_cfg(), hist)
+    (docs / "results").mkdir(parents=True)
+    rec = docs / "results" / "recipe.json"
+    rec.write_text(json.dumps({"data": tiny_data["name"], "rows": [{"seed": 0, "test_acc": 0.5}]}))
+    return {"ck": ck, "ck_bytes": ck.read_bytes(), "rec": rec, "rec_bytes": rec.read_bytes(),
+            "data_dir": isolated_data, "loads": loads}
+
+
+def test_an_interrupted_recipe_run_is_not_scored_saved_or_recorded(recipe_env, monkeypatch, capsys):
+    calls = _interrupt_at(monkeypatch, 9)
+    row = recipes.train_best_recipe(seed=0, recipe=SMALL_RECIPE, checkpoint=True, record=True,
+                                    overwrite=True)
+    assert len(calls) == 9
+    assert row["status"] == "interrupted" and row["updates"] == 8
+    assert row["test_acc"] is None, "an interrupted run was scored on the test set"
+    assert recipe_env["ck"].read_bytes() == recipe_env["ck_bytes"], "the checkpoint was replaced"
+    assert sorted(p.name for p in recipe_env["data_dir"].iterdir()) == ["best_recipe_seed0.npz"]
+    assert recipe_env["rec"].read_bytes() == recipe_env["rec_bytes"], "the recorded row was replaced"
+    assert "not scored, saved or recorded" in capsys.readouterr().out
+
+
+def test_a_finished_recipe_run_keeps_the_old_checkpoint_and_refuses_a_recorded_seed(
+        recipe_env, monkeypatch):
+    row = recipes.train_best_recipe(seed=0, recipe=SMALL_RECIPE, checkpoint=True, record=False)
+    assert row["status"] == "complete" and 0 <= row["test_acc"] <= 1
+    assert recipe_env["ck"].read_bytes() == recipe_env["ck_bytes"]
+    new = recipe_env["data_dir"] / "best_recipe_seed0.2.npz"
+    assert new.is_file(), "the new checkpoint did not get the next free name"
+    _, cfg, hist = load_checkpoint(new)
+    assert hist.complete and cfg.flip and cfg.seed == 0
+    # a recorded seed 0 without overwrite: refused before any training
+    monkeypatch.setattr(recipes, "train_recipe", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="already has a row for seed 0"):
+        recipes.train_best_recipe(seed=0, recipe=SMALL_RECIPE, checkpoint=False, record=True)
+    assert recipe_env["rec"].read_bytes() == recipe_env["rec_bytes"]
+
+
+def test_fast_mode_trains_the_tiny_stand_in_and_saves_nothing(isolated_data, tmp_path, monkeypatch,
+                                                             tiny_data, capsys):
+    monkeypatch.setenv("WORKBOOK_FAST", "1")
+    monkeypatch.setattr(config, "DOCS_DIR", tmp_path / "docs")
+    loads, trained = [], []
+    monkeypatch.setattr(recipes, "load_dataset", lambda **kw: loads.append(kw) or tiny_data)
+    real = recipes.train_recipe
+    monkeypatch.setattr(recipes, "train_recipe",
+                        lambda arch, cfg, *a, **k: trained.append((arch, cfg)) or real(arch, cfg, *a, **k))
+    monkeypatch.setattr(recipes, "record_row", lambda *a, **k: pytest.fail("fast mode recorded a row"))
+    monkeypatch.setattr(recipes, "save_checkpoint", lambda *a, **k: pytest.fail("fast mode saved"))
+    row = recipes.train_best_recipe(seed=0, checkpoint=True, record=True, overwrite=True)
+    assert "FAST MODE" in capsys.readouterr().out
+    assert loads and loads[0]["n_train"] <= 2000, f"fast mode loaded {loads}"
+    (arch, cfg), = trained
+    full = recipes.BEST_RECIPE
+    assert arch["nf"] < full["nf"] and arch["nh"] < full["nh"]
+    assert cfg.n_updates < full["cfg"].n_updates / 10
+    assert row["status"] == "complete" and row["updates"] == cfg.n_updates
+    assert not isolated_data.exists() or not any(isolated_data.iterdir())
+    assert not (tmp_path / "docs").exists()
+
+
+def test_bad_fast_mode_values_are_refused(monkeypatch):
+    monkeypatch.setattr(recipes, "load_dataset", lambda **kw: pytest.fail("data loaded"))
+    for v in ("2", "yes"):
+        monkeypatch.setenv("WORKBOOK_FAST", v)
+        with pytest.raises(ValueError, match="WORKBOOK_FAST"):
+            recipes.train_best_recipe(seed=0)
+
+
+def test_duplicate_or_bad_seeds_are_refused_before_training(monkeypatch, capsys):
+    for bad in ([0, 0], [1, 2, 1], [-1], [1.5], [True], []):
+        with pytest.raises(ValueError, match="seed"):
+            recipes.check_seeds(bad)
+    assert recipes.check_seeds((2, 0)) == [2, 0] and recipes.check_seeds(3) == [3]
+    monkeypatch.setattr(recipes, "train_best_recipe", lambda **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit):
+        recipes.main(["--seeds", "0", "0"])
+    assert "more than once" in capsys.readouterr().err
+
+
+def test_the_cli_stops_at_an_unfinished_seed(monkeypatch, capsys):
+    seen = []
+
+    def fake(seed, **k):
+        seen.append(seed)
+        return {"seed": seed, "status": "interrupted" if seed == 1 else "complete"}
+
+    monkeypatch.setattr(recipes, "train_best_recipe", fake)
+    assert recipes.main(["--seeds", "0", "1", "2"]) == 130
+    assert seen == [0, 1], "the CLI trained the next seed after a Ctrl-C"
+    assert "finished seeds [0], not run: [2]" in capsys.readouterr().out
+    seen.clear()
+    assert recipes.main(["--seeds", "0", "2"]) == 0 and seen == [0, 2]
+
+
+def test_run_seeds_stops_at_an_unfinished_run(tiny_data, monkeypatch, capsys):
+    cfg = tiny_cfg()
+    _interrupt_at(monkeypatch, 25)               # update 5 of the second seed
+    out = recipes.run_seeds(TINY, cfg, tiny_data, seeds=(0, 1, 2))
+    assert [r["seed"] for r in out["rows"]] == [0, 1]
+    assert [r["status"] for r in out["rows"]] == ["complete", "interrupted"]
+    assert out["rows"][1]["test_acc"] is None
+    assert out["test_mean"] == out["rows"][0]["test_acc"], "an unscored run entered the mean"
+    assert "seed 1 did not finish" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="more than once"):
+        recipes.run_seeds(TINY, cfg, tiny_data, seeds=(0, 0))
+
+
+def test_run_ablation_stops_at_an_unfinished_run(tiny_data, monkeypatch, capsys):
+    _interrupt_at(monkeypatch, 25)               # in the second run (each has 20 updates)
+    variants = {"flip": ({}, {"flip": True}), "wider": ({"nf": 8}, {})}
+    rows = recipes.run_ablation(TINY, tiny_cfg(), variants, tiny_data, verbose=False)
+    assert [r["run"] for r in rows] == ["base", "flip"]
+    assert [r["status"] for r in rows] == ["complete", "interrupted"]
+    assert "flip did not finish" in capsys.readouterr().out
+
+
+def test_an_interrupted_train_recipe_is_never_scored(tiny_data, monkeypatch):
+    _interrupt_at(monkeypatch, 3)
+    params, hist, row = recipes.train_recipe(TINY, tiny_cfg(), tiny_data, seed=0)
+    assert hist.status == "interrupted" and row["status"] == "interrupted"
+    assert row["test_acc"] is None and "time_test_s" not in row
+
+
+def test_free_checkpoint_path(tmp_path):
+    p = tmp_path / "best.npz"
+    assert recipes.free_checkpoint_path(p) == p
+    p.write_bytes(b"x")
+    assert recipes.free_checkpoint_path(p).name == "best.2.npz"
+    (tmp_path / "best.2.npz").write_bytes(b"x")
+    assert recipes.free_checkpoint_path(tmp_path / "best").name == "best.3.npz"
+
+
+def test_ablation_setup_is_valid_in_both_modes():
+    for fast in (False, True):
+        arch, cfg, variants = recipes.ablation_setup(fast=fast)
+        cfg.validate()
+        fields = {f.name for f in dataclasses.fields(engine.EngineConfig)}
+        for name, (a, c) in variants.items():
+            assert set(a) <= {"f", "nf", "nh"} and set(c) <= fields, name
+            dataclasses.replace(cfg, **c).validate()
+            engine.check_params(engine.init_params(**{**arch, **a}))
+    assert recipes.ablation_setup(fast=True)[1].n_updates < recipes.ablation_setup(fast=False)[1].n_updates
