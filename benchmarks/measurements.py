@@ -18,14 +18,14 @@ import numpy as np
 
 from workbook import engine
 from workbook.runtime import update_flops
+from workbook.runs import EX3_ARCHS
 
 SCHEMA = "convnet-workbook/speed/2"
 DATA_NOTE = ("SPEED ONLY: random Gaussian float32 data with CIFAR-10's shapes (3072 x n, "
              "10 random labels), not CIFAR-10; accuracies from these runs are meaningless.")
 
 # name -> (f, nf, nh): the assignment's architectures 1-4 (Exercise 3) and 5 (Exercise 4)
-ARCHS = {"arch1": (2, 3, 50), "arch2": (4, 10, 50), "arch3": (8, 40, 50), "arch4": (16, 160, 50),
-         "arch5": (4, 40, 300)}
+ARCHS = {**{k: (v["f"], v["nf"], v["nh"]) for k, v in EX3_ARCHS.items()}, "arch5": (4, 40, 300)}
 # the bonus nets: the recipe's wide net, a wider candidate, and multi-size filters (f 4 and 8)
 BONUS = {"bonus": (4, 100, 800), "bonus_wide": (4, 200, 1000), "bonus_multi": ((4, 8), 100, 800)}
 ALL_ARCHS = {**ARCHS, **BONUS}
