@@ -50,6 +50,8 @@ class JupyterServer:
     """app: 'lab' (JupyterLab) or 'notebook' (Notebook 7)."""
 
     def __init__(self, app: str = "lab", timeout: float = 90.0, source: Path = ROOT / "notebooks"):
+        if app not in ("lab", "notebook"):
+            raise ValueError(f"app must be 'lab' or 'notebook'; got {app!r}")
         self.app, self.port, self.token = app, free_port(), secrets.token_hex(16)
         self.dir = Path(tempfile.mkdtemp(prefix="wb-ui-"))
         shutil.copytree(source, self.dir / "notebooks",
@@ -76,7 +78,12 @@ class JupyterServer:
         self.log = open(self.dir / "server.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait(timeout)
+        try:
+            self._wait(timeout)
+        except BaseException as e:
+            log = self.log_text()
+            self.close()
+            raise RuntimeError(f"{e}; its log:\n{log}") from None
 
     @property
     def base(self) -> str:
@@ -90,8 +97,7 @@ class JupyterServer:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the Jupyter server exited ({self.proc.returncode}):\n"
-                                   + self.log_text())
+                raise RuntimeError(f"the Jupyter server exited ({self.proc.returncode})")
             try:
                 with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}",
                                             timeout=2) as r:
@@ -99,8 +105,7 @@ class JupyterServer:
                         return
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError(f"the Jupyter server did not answer in {timeout:.0f} s:\n"
-                           + self.log_text())
+        raise RuntimeError(f"the Jupyter server did not answer in {timeout:.0f} s")
 
     def log_text(self) -> str:
         self.log.flush()

@@ -64,8 +64,9 @@ class PanelDriver:
         return img.is_displayed() and self.d.execute_script(
             "return arguments[0].naturalWidth;", img) > 100
 
-    def train_and_stop(self, wait_for_curves: bool) -> tuple:
-        """Train, wait for progress (and curves), Stop: (k stopped at, seconds Stop took)."""
+    def train_and_stop(self, wait_for_curves: bool, linger: float = 0.0) -> tuple:
+        """Train, wait for progress (and curves, then ``linger`` s more), Stop: (k stopped at,
+        seconds Stop took)."""
         self.el("train").click()
         seen = set()
 
@@ -75,6 +76,7 @@ class PanelDriver:
                 seen.add(m.group(0))
             return len(seen) >= 2 and (not wait_for_curves or self.curves_shown())
         self.page.wait(progressing, 120, "progress text (and curves) during the run")
+        time.sleep(linger)
         assert self.el("train").get_attribute("disabled") is not None, "Train on while training"
         t0 = time.monotonic()
         self.el("stop").click()
@@ -96,10 +98,10 @@ def test_train_and_stop_twice_in_jupyterlab(chrome, lab):
         p.type(name, value)
     page.wait(lambda: "60,000 updates" in p.text("estimate"), 30, "the estimate to follow")
     assert re.search(r"about [\d:]+ on this machine", p.text("estimate")), p.text("estimate")
-    k1, lat1 = p.train_and_stop(wait_for_curves=True)
+    shot = os.environ.get("WORKBOOK_UI_SCREENSHOT")
+    k1, lat1 = p.train_and_stop(wait_for_curves=True, linger=8.0 if shot else 0.0)
     assert p.curves_shown(), "the stopped run's curves are not shown"
     assert "lam=0.003," in p.text("settings"), p.text("settings")
-    shot = os.environ.get("WORKBOOK_UI_SCREENSHOT")
     if shot:
         chrome.execute_script("arguments[0].scrollIntoView();", p.root)
         p.root.screenshot(shot)
@@ -125,7 +127,12 @@ def test_explorer_says_it_clamps_in_jupyterlab(chrome, lab):
     box = page.wait(lambda: chrome.find_elements(
         By.XPATH, "//div[contains(@class,'widget-text')][.//label[normalize-space()='nf']]//input"),
         60, "the explorer's nf field")[0]
-    body = lambda: chrome.find_element(By.TAG_NAME, "body").text  # noqa: E731
+
+    def body():
+        text = chrome.find_element(By.TAG_NAME, "body").text
+        assert "Traceback" not in text and "Error: " not in text, \
+            "the explorer raised:\n" + text[text.find("Traceback"):][:1500]
+        return text
     page.wait(lambda: "conv_fast" in body(), 60, "the explorer's first report")
     for value, needle in (("500", "clamped, showing nf=160"), ("4.5", "nf='4.5' refused")):
         box.send_keys(Keys.CONTROL, "a")
