@@ -44,7 +44,7 @@ def test_conv_shapes_rejects_bad_f():
 def test_conv_widget_report_mentions_shapes_and_methods():
     text = widgets.conv_widget_report(f=16, nf=3, n=2, repeats=1)
     for needle in ("(4, 768, 2)", "(768, 3)", "(2, 2, 3, 2)", "loops", "matmul", "einsum",
-                   "conv_fast"):
+                   "GEMM"):
         assert needle in text, f"{needle!r} missing from the widget report:\n{text}"
 
 

@@ -133,7 +133,7 @@ def test_explorer_says_it_clamps_in_jupyterlab(chrome, lab):
         assert "Traceback" not in text and "Error: " not in text, \
             "the explorer raised:\n" + text[text.find("Traceback"):][:1500]
         return text
-    page.wait(lambda: "conv_fast" in body(), 60, "the explorer's first report")
+    page.wait(lambda: "n_p=(32/f)^2=64" in body(), 60, "the explorer's first report")
     for value, needle in (("500", "clamped, showing nf=160"), ("4.5", "nf='4.5' refused")):
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(value, Keys.ENTER)
