@@ -122,7 +122,11 @@ def test_a_refused_field_clears_the_old_curves(tiny):
     assert "not trained" in p.status.value and "19.9" in p.status.value, p.status.value
     assert p.curves.layout.display == "none" and "refused" in p.curves_note.value
     assert p.result is old and not p.button.disabled
-    p.controls["step"].value = "10"
+    p.controls["step"].value = 19.9                 # a number set from Python: shown, refused
+    assert p.controls["step"].value == "19.9"
+    p.train()
+    assert "not trained" in p.status.value and "19.9" in p.status.value, p.status.value
+    p.controls["step"].value = 10
     p.controls["batch_size"].value = "500"
     p.train()
     assert "not trained" in p.status.value and "batch_size" in p.status.value, p.status.value

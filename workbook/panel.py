@@ -394,9 +394,9 @@ class TrainingRun:
         return progress_text(self.k, self.T, self._clock() - (self.t0 or self._clock()), note)
 
     def _say(self, note: str = "") -> None:
-        with self._lock:
+        with self._lock:                  # the ticker never writes after the run has ended
             self._last_progress = self._clock()
-            if self.on_progress:
+            if self.on_progress and self.ended is None:
                 self.on_progress(self.progress(note), self.k, self.T)
 
     def _tick(self) -> None:
@@ -456,7 +456,8 @@ class TrainingRun:
                     except Exception as e:      # noqa: BLE001 - the result stays
                         self.error = self.error or e
         finally:
-            self.ended = self._clock()
+            with self._lock:
+                self.ended = self._clock()
             try:
                 if self.on_done:
                     self.on_done(self)

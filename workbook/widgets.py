@@ -5,6 +5,7 @@ ends) is workbook/panel.py; this module only lays out the widgets and wires them
 """
 from __future__ import annotations
 
+import functools
 import html
 
 from workbook import panel as P
@@ -71,6 +72,23 @@ def explorer_report(f: int, nf, n: int = 20, nf_max: int = EXPLORER_NF_MAX) -> s
     return note + conv_widget_report(f, nf, n=n, repeats=1)
 
 
+@functools.cache
+def _text_field_class():
+    """ipywidgets.Text that also takes a number (panel.controls["lam"].value = 0.0025 shows
+    '0.0025'); the text is checked at Train, so 19.9 in an int field is refused there."""
+    import ipywidgets as W
+    import traitlets
+
+    class NumberOrText(traitlets.Unicode):
+        def validate(self, obj, value):
+            return super().validate(obj, value if isinstance(value, str)
+                                    else P.format_value(value))
+
+    class SettingText(W.Text):
+        value = NumberOrText("", help="the setting's text").tag(sync=True)
+    return SettingText
+
+
 def _row(label: str, *children, width: str = "200px"):
     import ipywidgets as W
     return W.HBox([W.Label(label, layout=W.Layout(width="115px")), *children],
@@ -114,8 +132,8 @@ def training_panel(data: dict, n_test: int = 1000, **defaults):
         elif s.kind is bool:
             w[name] = W.Checkbox(value=v[name], indent=False, layout=wide)
         else:
-            w[name] = W.Text(value=P.format_value(v[name]), continuous_update=False,
-                             layout=wide)
+            w[name] = _text_field_class()(value=P.format_value(v[name]),
+                                          continuous_update=False, layout=wide)
         w[name].add_class(f"wb-panel-{name}")
     button = W.Button(description="Train", button_style="primary", icon="play")
     stop = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -144,7 +162,7 @@ def training_panel(data: dict, n_test: int = 1000, **defaults):
 
     def settings() -> dict:
         """The checked values of the fields (ValueError for a refused one)."""
-        raw = {k: (c.value if not isinstance(c, W.Text) else P.parse_setting(k, c.value))
+        raw = {k: (P.parse_setting(k, c.value) if isinstance(c, W.Text) else c.value)
                for k, c in w.items()}
         return P.check_settings(raw, n_available=n_max)
 
