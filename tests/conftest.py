@@ -10,6 +10,8 @@ for p in (ROOT, ROOT / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+pytest_plugins = ["_cifar"]       # the CIFAR-10 look-alike and the local server (fixtures)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_blas_thread():

@@ -1,152 +1,28 @@
-"""Tests for helpers.py section 1 (data): download, safe extraction, CIFAR-10 loading, the
-synthetic stand-in and load_dataset.
+"""Tests for workbook/data.py: CIFAR-10 loading (downloaded, verified, extracted: the download
+and extraction themselves are tested in test_files.py), normalisation and load_dataset.
 
 Everything runs offline: a tiny CIFAR-10 look-alike (the official folder layout and pickle
 format, a few random images per batch) is built in tmp_path and served from a local HTTP
 server on 127.0.0.1. Nothing is written to the repository's data/ folder."""
 import hashlib
-import http.server
 import io
 import pickle
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tarfile
-import threading
-import time
 import urllib.request
 from pathlib import Path
 import numpy as np
 import pytest
 import helpers as H
 from workbook import data, images, synthetic
+from _cifar import FOLDER, M, closed_port_url
 
 pytestmark = pytest.mark.usefixtures("isolated_data")
-
-
-FOLDER = "cifar-10-batches-py"
-
-
-M = 6
-
-
-def _batch(rng, m, name):
-    return {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, m).tolist(),
-            b"data": rng.integers(0, 256, (m, 3072), dtype=np.uint8),
-            b"filenames": [f"img_{i}.png".encode() for i in range(m)]}
-
-
-def _add_bytes(tar, name, data, **attrs):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    for k, v in attrs.items():
-        setattr(info, k, v)
-    tar.addfile(info, io.BytesIO(data))
-
-
-@pytest.fixture
-def fake_cifar(tmp_path):
-    """A CIFAR-10 look-alike: folder, tar.gz of it, md5 and the pickled rows/labels."""
-    rng = np.random.default_rng(123)
-    src = tmp_path / "src"
-    folder = src / FOLDER
-    folder.mkdir(parents=True)
-    batches = {f"data_batch_{i}": _batch(rng, M, f"training batch {i} of 5") for i in range(1, 6)}
-    batches["test_batch"] = _batch(rng, M, "testing batch 1 of 1")
-    names = [s.encode() for s in data.CIFAR10_LABELS]
-    files = dict(batches)
-    files["batches.meta"] = {b"label_names": names, b"num_cases_per_batch": M,
-                             b"num_vis": 3072}
-    for name, d in files.items():
-        (folder / name).write_bytes(pickle.dumps(d, protocol=2))
-    tar_path = src / "cifar-10-python.tar.gz"
-    with tarfile.open(tar_path, "w:gz") as tar:
-        tar.add(folder, arcname=FOLDER)
-    raw = tar_path.read_bytes()
-
-    class Fake:
-        pass
-    f = Fake()
-    f.folder, f.tar, f.tar_bytes = folder, tar_path, raw
-    f.md5 = hashlib.md5(raw).hexdigest()
-    f.batches = batches
-    f.rows_train = np.concatenate([batches[f"data_batch_{i}"][b"data"] for i in range(1, 6)])
-    f.y_train = np.concatenate([batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)])
-    f.rows_test = batches["test_batch"][b"data"]
-    f.y_test = np.array(batches["test_batch"][b"labels"])
-    return f
-
-
-@pytest.fixture
-def server():
-    """A local HTTP server: ``srv.routes[path] = bytes``; ``srv.hits[path]`` counts GETs.
-    ``srv.short[path] = k`` announces the full length but sends only k bytes;
-    ``srv.slow[path] = s`` sends 1 KiB every s seconds."""
-    routes, hits, short, slow = {}, {}, {}, {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits[self.path] = hits.get(self.path, 0) + 1
-            body = routes.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            body = body[:short.get(self.path, len(body))]
-            try:
-                if self.path in slow:
-                    for i in range(0, len(body), 1024):
-                        self.wfile.write(body[i:i + 1024])
-                        self.wfile.flush()
-                        time.sleep(slow[self.path])
-                else:
-                    self.wfile.write(body)
-            except OSError:          # the client went away (e.g. killed): fine
-                pass
-            self.close_connection = True
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-
-    class Srv:
-        pass
-    s = Srv()
-    s.routes, s.hits, s.short, s.slow = routes, hits, short, slow
-    s.url = lambda path: f"http://127.0.0.1:{httpd.server_port}{path}"
-    yield s
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
-
-
-def _closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
 
 
 def _spec_ims(X):
     """The spec's reshape: X (3072, n) -> X_ims (32, 32, 3, n)."""
     n = X.shape[1]
     return np.transpose(X.reshape((32, 32, 3, n), order="F"), (1, 0, 2, 3))
-
-
-def _evil_tar(path, name, **attrs):
-    with tarfile.open(path, "w:gz") as tar:
-        _add_bytes(tar, f"{FOLDER}/data_batch_1", b"fine")
-        _add_bytes(tar, name, b"evil", **attrs)
-    return path
 
 
 def _check_loaded(d, fake):
@@ -170,109 +46,7 @@ def _check_split(d, n_train, n_val, n_test):
 
 
 # ----------------------------------------------------------------------------- download
-def test_download_verifies_md5_and_leaves_only_the_file(tmp_path, server, fake_cifar):
-    server.routes["/c.tgz"] = fake_cifar.tar_bytes
-    out = tmp_path / "dl"
-    dest = data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
-                           progress=False)
-    assert dest == out / "c.tgz"
-    assert dest.read_bytes() == fake_cifar.tar_bytes
-    assert data.md5_file(dest) == fake_cifar.md5
-    assert sorted(p.name for p in out.iterdir()) == ["c.tgz"]
-    assert server.hits["/c.tgz"] == 1
-
-
-def test_download_bad_md5_retries_once_then_fails_cleanly(tmp_path, server, fake_cifar):
-    server.routes["/c.tgz"] = fake_cifar.tar_bytes
-    out = tmp_path / "dl"
-    with pytest.raises(RuntimeError) as exc:
-        data.download_file(server.url("/c.tgz"), out / "c.tgz", md5="0" * 32, progress=False)
-    msg = str(exc.value)
-    assert "md5" in msg and "CIFAR10_DIR" in msg and server.url("/c.tgz") in msg
-    assert server.hits["/c.tgz"] == 2                  # the first try and one retry
-    assert list(out.iterdir()) == []                   # no partial or temporary file
-
-
-def test_download_cut_short_is_retried_then_fails_cleanly(tmp_path, server, fake_cifar):
-    server.routes["/c.tgz"] = fake_cifar.tar_bytes
-    server.short["/c.tgz"] = len(fake_cifar.tar_bytes) // 2
-    out = tmp_path / "dl"
-    with pytest.raises(data.DownloadError, match="cut short"):
-        data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
-                        progress=False)
-    assert server.hits["/c.tgz"] == 2
-    assert list(out.iterdir()) == []
-
-
-@pytest.mark.parametrize("kind", ["refused", "404"])
-def test_download_network_errors_are_clear(tmp_path, server, kind):
-    url = _closed_port_url() if kind == "refused" else server.url("/missing.tgz")
-    out = tmp_path / "dl"
-    with pytest.raises(data.DownloadError) as exc:
-        data.download_file(url, out / "c.tgz", progress=False)
-    assert url in str(exc.value) and "CIFAR10_DIR" in str(exc.value)
-    assert list(out.iterdir()) == []
-
-
-def test_download_interrupted_leaves_no_partial_file(tmp_path, monkeypatch):
-    class Resp:
-        headers = {"Content-Length": "300"}
-        calls = 0
-
-        def read(self, n):
-            Resp.calls += 1
-            if Resp.calls > 1:
-                raise KeyboardInterrupt
-            return b"x" * 100
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Resp())
-    out = tmp_path / "dl"
-    with pytest.raises(KeyboardInterrupt):
-        data.download_file("http://127.0.0.1:9/x.tgz", out / "x.tgz", progress=False)
-    assert Resp.calls == 2
-    assert list(out.iterdir()) == []
-
-
 # ----------------------------------------------------------------------------- extraction
-def test_safe_extract_roundtrip(tmp_path, fake_cifar):
-    dest = tmp_path / "out"
-    created = data.safe_extract(fake_cifar.tar, dest)
-    assert created == [dest / FOLDER]
-    assert sorted(p.name for p in dest.iterdir()) == [FOLDER]        # no temp folder left
-    for name in data.CIFAR10_FILES:
-        assert (dest / FOLDER / name).read_bytes() == (fake_cifar.folder / name).read_bytes()
-
-
-def test_safe_extract_truncated_archive(tmp_path, fake_cifar):
-    bad = tmp_path / "bad.tar.gz"
-    bad.write_bytes(fake_cifar.tar_bytes[: len(fake_cifar.tar_bytes) * 2 // 3])
-    dest = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="truncated or corrupt"):
-        data.safe_extract(bad, dest)
-    assert list(dest.iterdir()) == []                 # no half-extracted folder
-
-
-@pytest.mark.parametrize("name,attrs,why", [
-    (f"{FOLDER}/../../escaped.txt", {}, "outside"),
-    ("/tmp/absolute-evil.txt", {}, "absolute"),
-    (f"{FOLDER}/link", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, "link"),
-    (f"{FOLDER}/hard", {"type": tarfile.LNKTYPE, "linkname": f"{FOLDER}/data_batch_1"}, "link"),
-])
-def test_safe_extract_refuses_unsafe_members(tmp_path, name, attrs, why):
-    tar = _evil_tar(tmp_path / "evil.tar.gz", name, **attrs)
-    dest = tmp_path / "a" / "b" / "out"
-    with pytest.raises(ValueError, match=why):
-        data.safe_extract(tar, dest)
-    assert list(dest.iterdir()) == []                 # nothing at all was extracted
-    assert not (tmp_path / "a" / "escaped.txt").exists()
-
-
 def test_load_cifar10_downloads_verifies_extracts(tmp_path, server, fake_cifar):
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
     root = tmp_path / "root"
@@ -346,7 +120,7 @@ def test_layout_roundtrip_matches_pickled_rows(monkeypatch, fake_cifar):
 
 
 def test_fetch_or_explain_offline_and_online(tmp_path, server, fake_cifar, capsys):
-    assert data.fetch_cifar10_or_explain(root=tmp_path / "r1", url=_closed_port_url()) is False
+    assert data.fetch_cifar10_or_explain(root=tmp_path / "r1", url=closed_port_url()) is False
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "SYNTHETIC" in out and "could not fetch" in out
     assert list((tmp_path / "r1").iterdir()) == []
@@ -512,30 +286,6 @@ def test_batch_pickle_that_runs_code_is_refused_and_not_run(tmp_path, monkeypatc
     assert "re-extract" in msg and "make data" not in msg       # CIFAR10_DIR: the user's copy
 
 
-def test_safe_extract_never_replaces_or_deletes_existing_entries(tmp_path, fake_cifar):
-    dest = tmp_path / "out"
-    mine = dest / FOLDER
-    mine.mkdir(parents=True)
-    (mine / "my_notes.txt").write_text("mine")
-    (mine / "data_batch_1").write_bytes(b"my own bytes")
-    with pytest.raises(FileExistsError) as exc:
-        data.safe_extract(fake_cifar.tar, dest)
-    assert FOLDER in str(exc.value) and "Move or rename" in str(exc.value)
-    assert sorted(p.name for p in dest.iterdir()) == [FOLDER]       # no temp folder left
-    assert (mine / "my_notes.txt").read_text() == "mine"
-    assert (mine / "data_batch_1").read_bytes() == b"my own bytes"
-    # a top-level *file* of the same name as an archive entry is not replaced either
-    tar = tmp_path / "files.tar.gz"
-    with tarfile.open(tar, "w:gz") as t:
-        _add_bytes(t, "notes.txt", b"from the archive")
-        _add_bytes(t, "new.txt", b"new")
-    (dest / "notes.txt").write_text("user's notes")
-    with pytest.raises(FileExistsError, match="notes.txt"):
-        data.safe_extract(tar, dest)
-    assert (dest / "notes.txt").read_text() == "user's notes"
-    assert not (dest / "new.txt").exists()                          # nothing was extracted
-
-
 def test_load_cifar10_keeps_an_incomplete_folder_and_says_move_it(tmp_path, server, fake_cifar):
     server.routes["/c.tgz"] = fake_cifar.tar_bytes
     root = tmp_path / "root"
@@ -603,49 +353,6 @@ def test_corrupt_batch_advice_depends_on_whose_folder_it_is(tmp_path, monkeypatc
         (root / FOLDER / name).write_bytes((fake_cifar.folder / name).read_bytes())
     with pytest.raises(RuntimeError, match=r"delete .*cifar-10-batches-py and run `make data`"):
         data.load_cifar10(root=root, download=False)
-
-
-def test_sigterm_during_download_leaves_no_part_file(tmp_path, server):
-    server.routes["/big.tgz"] = os.urandom(2 << 20)
-    server.slow["/big.tgz"] = 0.01                                  # ~100 KiB/s: minutes
-    out = tmp_path / "dl"
-    out.mkdir()
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            f"from workbook import data\n"
-            f"data.download_file({server.url('/big.tgz')!r}, {str(out / 'big.tgz')!r}, "
-            f"chunk=1024, progress=False)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 60
-        while not any(p.stat().st_size > 0 for p in out.glob("*.part")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.time() < deadline, "the download never started"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGTERM          # it still dies of SIGTERM ...
-    assert list(out.iterdir()) == []                   # ... but without the .part file
-
-
-def test_download_removes_stale_part_files_of_the_same_file(tmp_path, server, fake_cifar):
-    server.routes["/c.tgz"] = fake_cifar.tar_bytes
-    out = tmp_path / "dl"
-    out.mkdir()
-    stale, fresh, other = (out / ".c.tgz.k1ll3d.part", out / ".c.tgz.l1v3.part",
-                           out / ".other.tgz.k1ll3d.part")
-    for p in (stale, fresh, other):
-        p.write_bytes(b"half")
-    old = time.time() - 2 * 3600
-    os.utime(stale, (old, old))
-    os.utime(other, (old, old))
-    data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5, progress=False)
-    assert not stale.exists()                          # killed download's leftover: gone
-    assert fresh.exists() and other.exists()           # maybe live / another file's: kept
 
 
 def test_normalise_and_mean_std_refuse_nan_and_inf():
@@ -881,25 +588,3 @@ def test_a_loop_inside_the_folder_is_named_by_load_dataset(tmp_path):
     with pytest.raises(images.ImageFolderError) as exc:
         data.load_dataset(source=folder, n_val=1, verbose=False)
     assert "symbolic link loop" in str(exc.value) and str(folder / "train" / "a") in str(exc.value)
-
-
-def test_download_still_goes_through_one_atomic_writer(tmp_path, server, fake_cifar,
-                                                       monkeypatch):
-    """A download that fails while being written (disk full) leaves no .part file and keeps
-    an older file of the same name; the md5 is still the official one by default."""
-    from workbook import files
-    assert data.CIFAR10_MD5 == "c58f30108f718f92721af3b95e74349a"
-    assert data.CIFAR10_URL == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-    server.routes["/c.tgz"] = fake_cifar.tar_bytes
-    out = tmp_path / "dl"
-    out.mkdir()
-    (out / "c.tgz").write_bytes(b"an older copy")
-
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(files.os, "fsync", disk_full)
-    with pytest.raises(data.DownloadError, match=r"could not save .*No space"):
-        data.download_file(server.url("/c.tgz"), out / "c.tgz", md5=fake_cifar.md5,
-                           progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["c.tgz"]
-    assert (out / "c.tgz").read_bytes() == b"an older copy"
