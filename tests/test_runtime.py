@@ -27,13 +27,21 @@ def test_train_is_bit_identical_for_1_and_2_blas_threads():
             assert np.array_equal(q[k], runs[0][0][k]), f"{k} depends on the BLAS thread count"
 
 
-def test_thread_tuner_keeps_the_faster_count(monkeypatch):
-    from threadpoolctl import threadpool_info
+@pytest.fixture
+def idle_clock(monkeypatch):
+    """A fake clock (list of one float, advanced by the test) on an idle machine without
+    /proc/stat, so the ThreadTuner decides by its timed probes."""
     clock = [0.0]
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
     monkeypatch.setattr(runtime, "cpu_sample", lambda: None)     # no /proc/stat: timed probes
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.0, 0.0, 0.0))   # an idle machine
+    return clock
+
+
+def test_thread_tuner_keeps_the_faster_count(monkeypatch, idle_clock):
+    from threadpoolctl import threadpool_info
+    clock = idle_clock
     tu = runtime.ThreadTuner((1, 2), every=10, probe=2, max_every=40, first_probe=0)
     assert tu.choice == 2, "a wide net on an idle machine starts at all cores"
     cost = {1: 1.0, 2: 5.0}                    # 2 threads 5x slower: a busy machine
@@ -70,12 +78,8 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     assert runtime.thread_tuner(H.init_params(4, 100, 800), 100, None).counts == (1,)
 
 
-def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(runtime.ThreadTuner, "busy", lambda self: False)
-    monkeypatch.setattr(runtime, "cpu_sample", lambda: None)     # no /proc/stat: timed probes
-    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.0, 0.0, 0.0))   # an idle machine
+def test_thread_tuner_rechecks_when_an_update_turns_slow(monkeypatch, idle_clock):
+    clock = idle_clock
     tu = runtime.ThreadTuner((1, 2), every=50, probe=2, first_probe=0)
     cost = {1: 2.0, 2: 1.0}
     seen = []
