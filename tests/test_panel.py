@@ -171,3 +171,33 @@ def test_stop_all_stops_runs_left_behind(tiny):
     assert panel.stop_all() >= 1
     assert run.wait(10) and run.result.history.status == "stopped"
     assert panel.stop_all() == 0
+
+
+# ------------------------------------------------------------------ train_preview (synchronous)
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(increasing="False"), "increasing"), (dict(flip="no"), "flip"), (dict(f=4.5), "f"),
+    (dict(step=19.9), "step"), (dict(lam=-1.0), "lam"), (dict(eps=1.0), "eps")])
+def test_train_preview_refuses_bad_settings_before_touching_data(kw, field):
+    class NoData(dict):
+        def __getitem__(self, k):
+            raise AssertionError("the data was touched before the settings were checked")
+    with pytest.raises(ValueError, match=field):
+        panel.train_preview(NoData(), **kw)
+
+
+def test_train_preview_trains_exactly_the_given_settings(tiny):
+    res = panel.train_preview(tiny, n_test=50, n_train=200, batch_size=50, step=10, lam=0.003)
+    params, hist = res
+    assert res.final and hist.status == "complete" and hist.updates_done == 20
+    assert hist.config["lam"] == 0.003 and hist.config["step"] == 10
+    assert res.settings["lam"] == 0.003 and len(hist.test_acc) == len(hist.t)
+
+
+def test_train_preview_stopped_is_kept_and_not_final(tiny):
+    import threading
+    stop = threading.Event()
+    stop.set()
+    res = panel.train_preview(tiny, n_test=50, n_train=200, batch_size=50, step=10, stop=stop)
+    assert not res.final and res.history.status == "stopped" and res.history.updates_done == 0
+    assert "stopped at update 0 of 20" in res.label

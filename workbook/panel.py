@@ -27,6 +27,7 @@ import numpy as np
 import helpers as H
 from workbook import engine
 from workbook.config import is_fast
+from workbook.runs import check_data
 
 LONG_RUN_S = 300.0          # a run estimated longer than this needs a confirming click
 FILTER_SIZES = (2, 4, 8, 16)
@@ -144,15 +145,6 @@ def format_value(value) -> str:
     """The text a field shows for a checked value: repr for floats (0.003 -> '0.003', 1e-05 ->
     '1e-05'), so that parse_setting(format_value(v)) == v exactly."""
     return repr(float(value)) if isinstance(value, float) else str(value)
-
-
-def check_data(data) -> None:
-    """ValueError unless ``data`` is a load_dataset() dict with training and test arrays."""
-    keys = ("X_train", "y_train", "X_test", "y_test")
-    if not isinstance(data, dict) or any(k not in data for k in keys):
-        have = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"data must be a dict with keys {list(keys)} (and 'name'), as returned "
-                         f"by load_dataset(); got {have}")
 
 
 def check_settings(values: dict, n_available: int | None = None, partial: bool = False) -> dict:
@@ -463,3 +455,26 @@ class TrainingRun:
                     self.on_done(self)
             finally:
                 self.done.set()
+
+
+def train_preview(data: dict, n_test: int = 1000, *, stop=None, **settings) -> RunResult:
+    """What the panel's Train button runs, synchronously in this thread (scripts, tests):
+    every setting checked first (a ValueError naming it and its value, before any data is
+    touched), then engine.train on the first n_train training and n_test test images.
+
+    settings: any of SETTINGS (f, nf, nh, n_train, batch_size, n_cycles, step, increasing,
+    eta_min, eta_max, eta_decay, lam, eps, flip, translate, dropout, seed); the others take
+    DEFAULTS. stop: an optional threading.Event. Returns the RunResult (unpacks as (params,
+    history)); a stopped or Ctrl-C'd run comes back with its status, never as final; a failed
+    or diverged run raises as engine.train does."""
+    s = check_settings(settings)
+    check_data(data)
+    s = check_settings(s, data["X_train"].shape[1])
+    run = TrainingRun(data, s, n_test)
+    if stop is not None:
+        run.stop_event = stop
+    run.t0 = run._clock()
+    run.thread.run()                      # the worker's body, here in the caller's thread
+    if run.result is None or isinstance(run.error, (engine.TrainingFailed, H.TrainingDiverged)):
+        raise run.error
+    return run.result
