@@ -47,6 +47,17 @@ def check_shape(a, shape: tuple, name: str) -> np.ndarray:
     return a
 
 
+def check_normalised(X, name: str = "X") -> np.ndarray:
+    """X (3072, n) of finite floats on the scale of normalised images (mean ~0, std ~1)."""
+    X = check_shape(X, (3072, None), name)
+    S = X[:, ::max(1, X.shape[1] // 256)]
+    if not np.issubdtype(X.dtype, np.floating) or not np.isfinite(S).all() or (
+            S.size and (abs(S.mean(dtype=np.float64)) > 3 or S.std(dtype=np.float64) > 10)):
+        raise ValueError(f"{name} must hold normalised float images (mean 0, std 1 per pixel), "
+                         "e.g. workbook.data.normalise(X_train, X_test); load_dataset does it")
+    return X
+
+
 # =====================================================================================
 # 1. layouts
 # =====================================================================================
@@ -430,7 +441,7 @@ def evaluate(params: dict, X: np.ndarray, y: np.ndarray, lam: float = 0.0, eps: 
 
 def predict(params: dict, X: np.ndarray) -> np.ndarray:
     """Class probabilities P (K, n) for normalised images X (3072, n)."""
-    X = check_shape(X, (3072, None), "X")
+    X = check_normalised(X, "X")
     return forward(params, build_mx(to_images(X), params["Fs"].shape[0]))["P"]
 
 
@@ -444,7 +455,7 @@ def train(params: dict, X_train, y_train, cfg: TrainConfig | None = None, X_test
     Ctrl-C stops the run: the params so far come back with history.status 'interrupted'.
     """
     cfg = (cfg or TrainConfig()).validate()
-    X_train = check_shape(X_train, (3072, None), "X_train")
+    X_train = check_normalised(X_train, "X_train")
     if X_train.shape[1] < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} > {X_train.shape[1]} training images")
     y_train = np.asarray(y_train).ravel()

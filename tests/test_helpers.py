@@ -313,3 +313,18 @@ def test_train_refuses_a_batch_larger_than_the_data(small_data):
         H.train(H.init_params(4, 2, 8), Xn.T, y, small_cfg())
     with pytest.raises(ValueError, match="TrainConfig.step"):
         H.train(H.init_params(4, 2, 8), Xn, y, plain_cfg(step=19.9))
+
+
+@pytest.mark.parametrize("how", ["uint8", "raw floats", "nan"])
+def test_plain_train_and_predict_refuse_unnormalised_images(how):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (3072, 100)).astype(np.uint8 if how == "uint8" else np.float32)
+    if how == "nan":
+        X = rng.standard_normal((3072, 100)).astype(np.float32)
+        X[5, 7] = np.nan
+    y = rng.integers(0, 10, 100)
+    p = H.init_params(4, 2, 8)
+    with pytest.raises(ValueError, match="normalise"):
+        H.train(p, X, y, H.TrainConfig(n_cycles=1, step=5, batch_size=50))
+    with pytest.raises(ValueError, match="normalise"):
+        H.predict(p, X)
