@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from workbook import engine
-from workbook.runtime import update_flops
+from workbook.runtime import blas_threads, update_flops
 from workbook.runs import EX3_ARCHS
 
 SCHEMA = "convnet-workbook/speed/2"
@@ -88,14 +88,13 @@ def blas_thread_count() -> int:
 
 @contextlib.contextmanager
 def thread_limit(n: int | None):
-    """Limit NumPy's BLAS (threadpoolctl) and torch (set_num_threads) to ``n`` threads."""
-    from threadpoolctl import threadpool_limits
+    """Limit NumPy's BLAS (runtime.blas_threads) and torch (set_num_threads) to ``n`` threads."""
     n = default_threads() if n is None else int(n)
     if n < 1:
         raise ValueError(f"threads must be >= 1; got {n}")
     torch = torch_module() if "torch" in sys.modules else None
     old = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=n):
+    with blas_threads(n):
         if torch is not None:
             torch.set_num_threads(n)
         try:

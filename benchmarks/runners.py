@@ -35,9 +35,8 @@ class StepRunner:
         self.lam, self.eta, self.t, self.tuner, self.ws = lam, eta, 0, None, {}
 
     def run(self, k: int) -> float:
-        from threadpoolctl import threadpool_limits
         cap, loss = blas_thread_count(), 0.0
-        with threadpool_limits(limits=cap, user_api="blas"):
+        with runtime.blas_threads(cap):
             if self.tuner is None:
                 self.tuner = runtime.thread_tuner(self.params, BATCH, 1 if cap == 1 else None)
             tu, nb = self.tuner, len(self.batches)
