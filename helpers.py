@@ -356,7 +356,8 @@ class TrainConfig:
                 ok = v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                                    and v >= 1)
             if not ok:
-                raise ValueError(f"TrainConfig.{fd.name} must be {kind}; got {v!r}")
+                kind = kind.replace("int | None", "None or an int >= 1")
+                raise ValueError(f"{type(self).__name__}.{fd.name} must be {kind}; got {v!r}")
         for name, ok, want in (
                 ("n_cycles", self.n_cycles >= 1, ">= 1"), ("step", self.step >= 1, ">= 1"),
                 ("batch_size", self.batch_size >= 1, ">= 1"), ("seed", self.seed >= 0, ">= 0"),
@@ -364,7 +365,8 @@ class TrainConfig:
                 ("eta_min", 0 < self.eta_min <= self.eta_max, f"in (0, eta_max={self.eta_max}]"),
                 ("eps", 0 <= self.eps < 1, "in [0, 1)"), ("eta_decay", self.eta_decay > 0, "> 0")):
             if not ok:
-                raise ValueError(f"TrainConfig.{name} must be {want}; got {getattr(self, name)!r}")
+                raise ValueError(f"{type(self).__name__}.{name} must be {want}; "
+                                 f"got {getattr(self, name)!r}")
         return self
 
 

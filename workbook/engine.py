@@ -55,9 +55,11 @@ class EngineConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-        if not 0 <= self.dropout < 1 or not 0 <= self.translate <= 16 or self.whiten < 0:
-            raise ValueError(f"need 0 <= dropout < 1 (got {self.dropout}), translate 0..16 px "
-                             f"(got {self.translate}), whiten >= 0 (got {self.whiten})")
+        for name, ok, want in (("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+                               ("translate", 0 <= self.translate <= 16, "0..16 (pixels)"),
+                               ("whiten", self.whiten >= 0, ">= 0 (0 = off, 0.01 typical)")):
+            if not ok:
+                raise ValueError(f"EngineConfig.{name} must be {want}; got {getattr(self, name)!r}")
         if self.n_cycles > 40 or self.n_updates > MAX_UPDATES:
             raise ValueError(f"this schedule has {self.n_updates if self.n_cycles <= 40 else 'over 2**40'}"
                              f" updates; the limit is {MAX_UPDATES:,} (the assignment's runs have "
