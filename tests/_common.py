@@ -59,3 +59,33 @@ class FakeOutput:
 
     def __exit__(self, *exc):
         return False
+
+
+def diverged(train, X, y, cfg):
+    """Run ``train`` (helpers.train or engine.train) with a learning rate that blows up; return
+    the TrainingDiverged it must raise, after the checks both trains share."""
+    import pytest
+    import helpers as H
+    with np.errstate(all="ignore"), pytest.raises(H.TrainingDiverged) as ei:
+        train(H.init_params(4, 4, 16), X, y, cfg)
+    e = ei.value
+    assert isinstance(e, FloatingPointError) and "eta_max" in str(e), str(e)
+    assert e.history.status == "diverged" and e.history.updates_done < cfg.n_updates
+    assert set(e.params) == {"Fs", "b0", "W1", "b1", "W2", "b2"}
+    return e
+
+
+def ctrl_c_at(call: int, monkeypatch) -> list:
+    """Make engine.train_step raise KeyboardInterrupt on its ``call``-th call (as Ctrl-C would);
+    returns the list that counts the calls."""
+    from workbook import engine
+    real, calls = engine.train_step, []
+
+    def step(*a, **k):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "train_step", step)
+    return calls

@@ -9,7 +9,7 @@ import pytest
 
 from workbook import config, engine, recipes
 from workbook.checkpoints import load_checkpoint
-from _common import TINY, tiny_cfg
+from _common import TINY, ctrl_c_at, tiny_cfg
 
 
 def test_run_ablation_one_row_per_variant(tiny_data):
@@ -134,20 +134,6 @@ def test_run_seeds_mean_std_and_reuse(tiny_data):
 
 # ============================================================ issue 21: nothing unfinished is kept as finished
 
-def _interrupt_at(monkeypatch, k):
-    """Ctrl-C during the k-th training update (engine.train catches it and returns the run)."""
-    real, calls = engine.train_step, []
-
-    def step(*a, **kw):
-        calls.append(1)
-        if len(calls) == k:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(engine, "train_step", step)
-    return calls
-
-
 SMALL_RECIPE = dict(f=4, nf=4, nh=16, cfg=tiny_cfg(flip=True, tta=True))
 
 
@@ -171,7 +157,7 @@ def recipe_env(isolated_data, tmp_path, monkeypatch, tiny_data):
 
 
 def test_an_interrupted_recipe_run_is_not_scored_saved_or_recorded(recipe_env, monkeypatch, capsys):
-    calls = _interrupt_at(monkeypatch, 9)
+    calls = ctrl_c_at(9, monkeypatch)
     row = recipes.train_best_recipe(seed=0, recipe=SMALL_RECIPE, checkpoint=True, record=True,
                                     overwrite=True)
     assert len(calls) == 9
@@ -258,7 +244,7 @@ def test_the_cli_stops_at_an_unfinished_seed(monkeypatch, capsys):
 
 def test_run_seeds_stops_at_an_unfinished_run(tiny_data, monkeypatch, capsys):
     cfg = tiny_cfg()
-    _interrupt_at(monkeypatch, 25)               # update 5 of the second seed
+    ctrl_c_at(25, monkeypatch)               # update 5 of the second seed
     out = recipes.run_seeds(TINY, cfg, tiny_data, seeds=(0, 1, 2))
     assert [r["seed"] for r in out["rows"]] == [0, 1]
     assert [r["status"] for r in out["rows"]] == ["complete", "interrupted"]
@@ -270,7 +256,7 @@ def test_run_seeds_stops_at_an_unfinished_run(tiny_data, monkeypatch, capsys):
 
 
 def test_run_ablation_stops_at_an_unfinished_run(tiny_data, monkeypatch, capsys):
-    _interrupt_at(monkeypatch, 25)               # in the second run (each has 20 updates)
+    ctrl_c_at(25, monkeypatch)               # in the second run (each has 20 updates)
     variants = {"flip": ({}, {"flip": True}), "wider": ({"nf": 8}, {})}
     rows = recipes.run_ablation(TINY, tiny_cfg(), variants, tiny_data, verbose=False)
     assert [r["run"] for r in rows] == ["base", "flip"]
@@ -279,7 +265,7 @@ def test_run_ablation_stops_at_an_unfinished_run(tiny_data, monkeypatch, capsys)
 
 
 def test_an_interrupted_train_recipe_is_never_scored(tiny_data, monkeypatch):
-    _interrupt_at(monkeypatch, 3)
+    ctrl_c_at(3, monkeypatch)
     params, hist, row = recipes.train_recipe(TINY, tiny_cfg(), tiny_data, seed=0)
     assert hist.status == "interrupted" and row["status"] == "interrupted"
     assert row["test_acc"] is None and "time_test_s" not in row

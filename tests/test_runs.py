@@ -7,7 +7,7 @@ import pytest
 
 import helpers as H
 from workbook import engine, runs
-from _common import METRICS, TINY_ARCHS, tiny_cfg
+from _common import METRICS, TINY_ARCHS, ctrl_c_at, tiny_cfg
 
 TINY_CFG = tiny_cfg()          # 20 updates, batch 50, evaluated every 5
 
@@ -89,15 +89,7 @@ def test_params_out_receives_the_trained_networks(tiny):
 
 
 def test_ctrl_c_in_the_first_architecture_ends_the_loop(tiny, monkeypatch, capsys):
-    real, calls = engine.train_step, []
-
-    def step(*a, **k):
-        calls.append(1)
-        if len(calls) == 9:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(engine, "train_step", step)
+    calls = ctrl_c_at(9, monkeypatch)
     rows, hists = runs.run_architectures(TINY_ARCHS, TINY_CFG, tiny, seed=3, verbose=False)
     assert len(calls) == 9, "the second architecture was trained after a Ctrl-C"
     assert [r["run"] for r in rows] == ["a"] and list(hists) == ["a"]
