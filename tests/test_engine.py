@@ -10,6 +10,7 @@ import helpers as H
 from workbook import engine
 from workbook.augment import aug_tables
 from workbook.engine import EngineConfig
+from workbook.layout import mx_batch_first
 from _common import copy_params, ctrl_c_at, diverged, max_rel_params, rel_err
 
 HIST_LISTS = ("train_loss", "train_loss_ls", "train_cost", "train_acc",
@@ -526,3 +527,13 @@ def test_estimate_seconds_structure():
     assert est["seconds"] == pytest.approx(est["updates"] * est["per_update_s"] + est["eval_s"])
     assert all(np.array_equal(v, H.init_params(4, 4, 16)[k]) for k, v in params.items()), \
         "estimate_seconds changed the parameters"
+
+
+def test_conv_gemm_is_the_spec_convolution():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3072, 3))
+    Fs = rng.standard_normal((8, 8, 3, 2))
+    want = H.conv_matmul(H.build_mx(H.to_images(X), 8), H.flatten_filters(Fs))
+    got = engine.conv_gemm(mx_batch_first(X, 8, dtype=np.float64), H.flatten_filters(Fs))
+    assert got.shape == (3, 16, 2)
+    assert np.max(np.abs(got.transpose(1, 2, 0) - want)) < 1e-12, "conv_gemm is not the convolution"

@@ -3,24 +3,12 @@ assertion is made on a time (only that it is a positive finite number): the mach
 import numpy as np
 import pytest
 
-import helpers as H
 from workbook import timing
-from workbook.layout import mx_batch_first
 from _common import TINY, tiny_cfg
 
 
 def is_time(v):
     return isinstance(v, float) and np.isfinite(v) and v > 0
-
-
-def test_conv_gemm_is_the_spec_convolution():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((3072, 3))
-    Fs = rng.standard_normal((8, 8, 3, 2))
-    want = H.conv_matmul(H.build_mx(H.to_images(X), 8), H.flatten_filters(Fs))
-    got = timing.conv_gemm(mx_batch_first(X, 8, dtype=np.float64), H.flatten_filters(Fs))
-    assert got.shape == (3, 16, 2)
-    assert np.max(np.abs(got.transpose(1, 2, 0) - want)) < 1e-12, "conv_gemm is not the convolution"
 
 
 def test_time_conv_methods_rows():

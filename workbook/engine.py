@@ -98,7 +98,7 @@ class TrainingFailed(RuntimeError):
 # ---- parameters: one filter size (helpers' keys) or several (Fs_f{f}, b0_f{f}) ----
 
 def branches(params: dict) -> list:
-    """[(f, Fs key, b0 key), ...] in the order their outputs are stacked before W1."""
+    """[(f, Fs key, b0 key), ...] in the order their outputs are stacked before W1 (increasing f)."""
     if "Fs" in params:
         return [(params["Fs"].shape[0], "Fs", "b0")]
     out = sorted((params[k].shape[0], k, "b0" + k[2:]) for k in params if k.startswith("Fs_f"))
@@ -153,7 +153,7 @@ def init_params(f, nf, nh: int, K: int = 10, seed: int = 0, dtype=np.float32) ->
         return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
     for fi, nfi in sorted(zip(f, nfs)):
-        H.init_params(fi, nfi, nh, K)              # the argument checks, one place
+        H.init_params(32, nfi, nh, K)              # its argument checks (f=32: a tiny W1)
         p[f"Fs_f{fi}"], p[f"b0_f{fi}"] = he((fi, fi, 3, nfi), fi * fi * 3), np.zeros((nfi, 1), dtype)
         width += check_f(fi) * nfi
     p["W1"], p["b1"] = he((nh, width), width), np.zeros((nh, 1), dtype)
@@ -167,11 +167,19 @@ def mx_for(params: dict, X: np.ndarray) -> list:
 
 
 def targets(y: np.ndarray, K: int, eps: float, dtype) -> np.ndarray:
-    """int labels (n,) -> smoothed targets (n, K): helpers.smooth_targets, batch-first."""
-    return np.ascontiguousarray(H.smooth_targets(H.one_hot(y, K, dtype), eps).T)
+    """int labels (n,) (already checked) -> smoothed targets (n, K), batch-first: row y of
+    helpers.smooth_targets of the K x K identity (one-hot columns), one gather per batch."""
+    return H.smooth_targets(np.eye(K, dtype=dtype), eps)[y]
 
 
 # ---- the batch-first passes ----
+
+def conv_gemm(mxb: np.ndarray, Fs_flat: np.ndarray, out=None) -> np.ndarray:
+    """The engine's convolution: batch-first MX (n, n_p, d) as one (n*n_p, d) @ (d, nf) GEMM
+    (in row pieces when tall and skinny) -> (n, n_p, nf); ``out``: an (n*n_p, nf) buffer."""
+    n, n_p, d = mxb.shape
+    return fastsgd.matmul_rows(mxb.reshape(n * n_p, d), Fs_flat, out=out).reshape(n, n_p, -1)
+
 
 def forward_batch(params: dict, mxs: list, drop_mask=None, ws=None) -> dict:
     """mxs: (n, n_p, d) per branch -> H (n, sum n_p*nf) after ReLU, X1 (n, nh) after ReLU (and
@@ -181,8 +189,8 @@ def forward_batch(params: dict, mxs: list, drop_mask=None, ws=None) -> dict:
     for (f, kF, kb), mx in zip(branches(params), mxs):
         n, n_p, d = mx.shape
         nf = params[kF].shape[3]
-        c = fastsgd.matmul_rows(mx.reshape(n * n_p, d), params[kF].reshape(d, nf),
-                                out=fastsgd.scratch(ws, kF, (n * n_p, nf), mx.dtype)).reshape(n, n_p * nf)
+        c = conv_gemm(mx, params[kF].reshape(d, nf),
+                      out=fastsgd.scratch(ws, kF, (n * n_p, nf), mx.dtype)).reshape(n, n_p * nf)
         c += np.tile(params[kb].reshape(nf), n_p)   # a broadcast over an inner nf is ~5x slower
         np.maximum(c, 0, out=c)
         hs.append(c)
@@ -331,9 +339,14 @@ def estimate_seconds(params: dict, cfg=None, n_train: int = 0, n_eval: int = 0,
             times.append(time.perf_counter() - t0)
     per = float(np.median(times[1:])) * (1.15 if cfg.flip or cfg.translate else 1.0)
     T = cfg.n_updates
-    n_evals = T // cfg.eval_period + 2
-    eval_s = n_evals * (min(cfg.eval_train_n, n_train) + n_eval) / B * per / 3.0 * (2 if cfg.tta else 1)
+    per_eval = (min(cfg.eval_train_n, n_train) + n_eval) / B * per / 3.0 * (2 if cfg.tta else 1)
+    eval_s = n_evaluations(cfg) * per_eval
     return {"seconds": T * per + eval_s, "per_update_s": per, "updates": T, "eval_s": eval_s}
+
+
+def n_evaluations(cfg) -> int:
+    """How many evaluations train makes: before updates 0, period, 2 period, ... and at the end."""
+    return -(-cfg.n_updates // cfg.eval_period) + 1
 
 
 def check_schedule(params: dict, cfg: EngineConfig) -> None:

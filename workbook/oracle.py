@@ -22,7 +22,7 @@ import numpy as np
 
 import helpers as H
 from helpers import check_f
-from workbook import config, engine, fastsgd
+from workbook import config, engine
 from workbook.checks import check_X, check_Y
 from workbook.files import atomic_write
 from workbook.layout import mx_batch_first
@@ -50,15 +50,6 @@ def require_torch(what: str):
         raise ImportError(f"{what} needs torch as an independent oracle, and torch is not "
                           f"installed: {INSTALL}") from e
     return torch
-
-
-def filter_branches(params: dict) -> list:
-    """[(f, Fs key, b0 key)] in increasing f: 'Fs'/'b0', or 'Fs_f4'/'b0_f4', 'Fs_f8'/'b0_f8' ...
-    (the order in which the branches' outputs are stacked before W1)."""
-    out = sorted((np.shape(v)[0], k, "b0" + k[2:]) for k, v in params.items() if k.startswith("Fs"))
-    if not out:
-        raise ValueError("params has no filters: expected key 'Fs' (or 'Fs_f4', 'Fs_f8', ...)")
-    return out
 
 
 def max_rel(a, b, floor: float = 1e-12) -> float:
@@ -89,7 +80,7 @@ class TorchTwin:
     def __init__(self, params: dict, dtype=np.float64):
         torch = require_torch("TorchTwin")
         self.torch, self.dtype = torch, np.dtype(dtype)
-        self.branches = filter_branches(params)
+        self.branches = engine.branches(params)
         for k in ("W1", "b1", "W2", "b2"):
             if k not in params:
                 raise ValueError(f"params is missing {k!r}")
@@ -193,7 +184,7 @@ def torch_layout(params: dict) -> dict:
     filter-major (k*n_p + p)."""
     convs, cols, off = [], [], 0
     W1 = np.asarray(params["W1"])
-    for f, kF, kb in filter_branches(params):
+    for f, kF, kb in engine.branches(params):
         Fs, n_p = np.asarray(params[kF]), check_f(f)
         nf = Fs.shape[3]
         convs.append((np.array(Fs.transpose(3, 2, 0, 1), order="C"),
@@ -213,7 +204,7 @@ def torch_grads(params: dict, MX, Y: np.ndarray, lam: float = 0.0, eps: float = 
     """TorchTwin's gradients (float64) for a spec-layout MX (n_p, f*f*3, n), or {f: MX_f} for
     several filter sizes (the images are rebuilt from one of them with mx_to_images).
     Returns {key: array of params[key].shape}, and the cost too if ``return_cost``."""
-    mxs = MX if isinstance(MX, dict) else {filter_branches(params)[0][0]: MX}
+    mxs = MX if isinstance(MX, dict) else {engine.branches(params)[0][0]: MX}
     f, m = next(iter(mxs.items()))
     X = H.to_columns(mx_to_images(np.asarray(m, np.float64), f))
     r = TorchTwin(params).gradients(X, Y, lam, eps)
@@ -341,7 +332,7 @@ def conv_agreement(X_ims: np.ndarray, Fs: np.ndarray, reference: np.ndarray | No
     MX_naive, MX = H.build_mx_naive(X_ims, f), H.build_mx(X_ims, f)
     MXb = mx_batch_first(H.to_columns(X_ims), f, dtype=X_ims.dtype)
     Fs_flat = H.flatten_filters(Fs)
-    gemm = fastsgd.matmul_rows(MXb.reshape(n * n_p, -1), Fs_flat).reshape(n, n_p, nf)
+    gemm = engine.conv_gemm(MXb, Fs_flat)
     mad = lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))  # noqa: E731
     out = {"build_mx vs build_mx_naive": mad(MX, MX_naive),
            "mx_batch_first vs build_mx_naive": mad(MXb.transpose(1, 2, 0), MX_naive),

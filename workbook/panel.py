@@ -236,14 +236,14 @@ def estimate(data: dict, s: dict, n_test: int) -> dict:
     """
     cfg = make_config(s)
     T, n_test = cfg.n_updates, min(int(n_test), data["X_test"].shape[1])
-    n_evals = -(-T // cfg.eval_period) + 1        # at 0, every eval_period updates, at the end
+    n_evals = engine.n_evaluations(cfg)
     key = (s["f"], s["nf"], s["nh"], s["batch_size"], s["flip"] or s["translate"] > 0,
            s["dropout"] > 0, cfg.eval_train_n, n_test, cfg.threads)
     if key not in _ESTIMATES:
         params = engine.init_params(s["f"], s["nf"], s["nh"], seed=s["seed"])
         probe = dataclasses.replace(cfg, n_cycles=1, step=100, increasing=False)
         e = engine.estimate_seconds(params, probe, s["n_train"], n_test)
-        per_eval = float(e["eval_s"]) / (probe.n_updates // probe.eval_period + 2)
+        per_eval = float(e["eval_s"]) / engine.n_evaluations(probe)
         n_par = int(sum(np.asarray(v).size for v in params.values()))
         if len(_ESTIMATES) > 64:
             _ESTIMATES.clear()

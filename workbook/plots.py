@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import History, to_images
-from helpers import check_f
+from helpers import History, check_f, to_images
 from workbook.checks import check_X
 from workbook.reference import summarise_seeds
 from workbook.calibration import (ece, reliability)

@@ -13,7 +13,7 @@ from workbook.checkpoints import checkpoint_path, save_checkpoint
 from workbook.config import is_fast
 from workbook.data import load_dataset
 from workbook.engine import EngineConfig, as_engine_config, evaluate, init_params, mx_for, train
-from workbook.results import load_recorded, record_row
+from workbook.results import load_recorded, record_row, recorded_path, refuse_to_record
 from workbook.runs import result_row
 from workbook.runtime import blas_threads
 
@@ -253,14 +253,9 @@ def train_best_recipe(seed: int = 0, source="auto", recipe: dict | None = None,
         record = checkpoint = False
     sizes = dict(n_train=2000, n_val=500, n_test=1000) if fast else dict(n_train=49000, n_val=1000, n_test=10000)
     data = load_dataset(source=source, **sizes)
-    if record:
-        rec = load_recorded("recipe")
-        if rec is not None and rec.get("data") != data["name"]:
-            raise ValueError(f"{rec['path']} holds results on {rec.get('data')!r}, not "
-                             f"{data['name']!r}: move it away before recording")
-        if rec is not None and any(r.get("seed") == seed for r in rec["rows"]) and not overwrite:
-            raise ValueError(f"{rec['path']} already has a row for seed {seed}; pass "
-                             "overwrite=True (--overwrite) to replace it")
+    if record:                                    # refuse now, not after the training
+        refuse_to_record(load_recorded("recipe"), recorded_path("recipe"), seed, data["name"],
+                         "seed", overwrite)
     print(f"{data['name']}: {arch}, {cfg.n_updates} updates, seed {seed}", flush=True)
     params, hist, row = train_recipe(arch, cfg, data, seed=seed, label=f"best recipe seed {seed}")
     if not hist.complete:

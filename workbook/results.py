@@ -125,6 +125,23 @@ def check_complete(row, what: str = "row") -> None:
                          f"runs are recorded. Run it again to the end.")
 
 
+def refuse_to_record(recorded, path, value, data_name: str, key: str = "seed",
+                     overwrite: bool = False) -> None:
+    """ValueError when a row with ``key`` = ``value`` on ``data_name`` may not be added to the
+    recorded file ``recorded`` (load_recorded's dict, or None when there is none): the file holds
+    another data set, or already a row with that value (unless ``overwrite``). record_row checks
+    this under its lock; call it before a long run to refuse before training."""
+    if recorded is None:
+        return
+    if recorded.get("data") != data_name:
+        raise ValueError(f"{path} holds results on {recorded.get('data')!r}, not {data_name!r}; "
+                         f"move it away (or record into another name) to record these")
+    if not overwrite and any(r.get(key) == value for r in recorded["rows"]):
+        raise ValueError(f"{path} already holds a row with {key}={value!r} (it already has a "
+                         f"row for {key} {value!r}); pass overwrite=True to replace it "
+                         f"(nothing was written)")
+
+
 def record_row(name: str, row: dict, data_name: str, key: str = "seed", folder=None,
                overwrite: bool = False) -> Path:
     """Add ``row`` to docs/results/<name>.json ({"data": data_name, "rows": [...]}, rows
@@ -152,13 +169,7 @@ def record_row(name: str, row: dict, data_name: str, key: str = "seed", folder=N
         old = read_json(path, default=None)
         old = ({"data": data_name, "rows": []} if old is None
                else _checked_recorded(old, path))
-        if old.get("data") != data_name:
-            raise ValueError(f"{path} holds results on {old.get('data')!r}, not {data_name!r}; "
-                             f"move it away (or record into another name) to record these")
-        same = [r for r in old["rows"] if r.get(key) == row[key]]
-        if same and not overwrite:
-            raise ValueError(f"{path} already holds a row with {key}={row[key]!r}; pass "
-                             f"overwrite=True to replace it (nothing was written)")
+        refuse_to_record(old, path, row[key], data_name, key, overwrite)
         rows = [r for r in old["rows"] if r.get(key) != row[key]] + [row]
         return write_json(path, {**old, "data": data_name,
                                  "rows": sorted(rows, key=lambda r: str(r.get(key)))})

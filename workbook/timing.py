@@ -10,7 +10,7 @@ import numpy as np
 
 import helpers as H
 from helpers import check_f
-from workbook import engine, fastsgd
+from workbook import engine
 from workbook.checks import check_X
 from workbook.layout import mx_batch_first
 from workbook.runtime import blas_threads
@@ -24,13 +24,6 @@ def best_time(fn, repeats: int):
         out = fn()
         ts.append(time.perf_counter() - t0)
     return max(min(ts), 1e-9), out
-
-
-def conv_gemm(mxb: np.ndarray, Fs_flat: np.ndarray) -> np.ndarray:
-    """The engine's convolution: batch-first MX (n, n_p, d) as one (n*n_p, d) @ (d, nf) GEMM
-    -> (n, n_p, nf) (engine.forward_batch does this before the bias and ReLU)."""
-    n, n_p, d = mxb.shape
-    return fastsgd.matmul_rows(mxb.reshape(n * n_p, d), Fs_flat).reshape(n, n_p, -1)
 
 
 def tag_threads(rows: list, threads) -> list:
@@ -69,7 +62,7 @@ def time_conv_methods(f: int = 4, nf: int = 10, n: int = 100, repeats: int = 3, 
         rows = [{"method": "loops", "seconds": t_loop, "n_timed": n_loop, "max_abs_diff_vs_loops": 0.0}]
         methods = [("matmul", lambda: H.conv_matmul(MX, Fs_flat)),
                    ("einsum (optimize=True)", lambda: H.conv_einsum(MX, Fs_flat)),
-                   ("engine GEMM (batch-first)", lambda: conv_gemm(mxb, Fs_flat).transpose(1, 2, 0))]
+                   ("engine GEMM (batch-first)", lambda: engine.conv_gemm(mxb, Fs_flat).transpose(1, 2, 0))]
         for name, fn in methods:
             fn()                  # warm-up (einsum's path search, BLAS threads starting)
             t, out = best_time(fn, repeats)

@@ -8,15 +8,10 @@ from __future__ import annotations
 import functools
 import html
 
+from helpers import check_f
 from workbook import panel as P
 
 EXPLORER_NF_MAX = 160     # 01's explorer times the loop convolution: above this it takes long
-
-
-def _check_f(f) -> int:
-    if isinstance(f, bool) or not isinstance(f, int) or f < 1 or 32 % f:
-        raise ValueError(f"f must be a whole number that divides 32 (2, 4, 8, 16); got {f!r}")
-    return (32 // f) ** 2
 
 
 def conv_shapes(f: int, nf: int, n: int) -> dict:
@@ -27,7 +22,7 @@ def conv_shapes(f: int, nf: int, n: int) -> dict:
     Fs_flat (f*f*3, nf), MX (n_p, f*f*3, n), conv_outputs (32/f, 32/f, nf, n),
     conv_outputs_mat (n_p, nf, n), conv_flat (n_p*nf, n), with n_p = (32/f)**2.
     """
-    n_p = _check_f(f)
+    n_p = check_f(f)
     if int(nf) < 1 or int(n) < 1:
         raise ValueError(f"nf and n must be positive integers; got nf={nf!r}, n={n!r}")
     f, nf, n, g, d = int(f), int(nf), int(n), 32 // int(f), int(f) * int(f) * 3
